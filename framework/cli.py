@@ -1,0 +1,253 @@
+"""The ``vadblocks`` command line: a thin layer over the library."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from framework import __version__
+from framework.errors import VadblocksError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
+DEFAULT_FOLDER_IMAGE_SIZE = 96
+EXTRA_ARGS = {"ignore_unknown_options": True, "allow_extra_args": True, **CONTEXT}
+
+
+class Group(click.Group):
+    """Turns :class:`VadblocksError` into one clear message and exit status 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except VadblocksError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(2)
+
+
+class PluginParamsCommand(click.Command):
+    """A command whose options include every installed plugin's parameters (loaded lazily)."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        if not getattr(self, "_plugin_params_added", False):
+            self._plugin_params_added = True
+            try:
+                from framework.params import all_params
+                from framework.plugins import get_registry
+
+                for p, cond in all_params(get_registry()):
+                    where = f" [{cond['value']} only]" if cond else ""
+                    self.params.append(click.Option(
+                        [f"--{p.name}", p.attr], default=None, is_flag=p.type == "flag", flag_value="1"
+                        if p.type == "flag" else None,
+                        help=f"{p.help}{where} ({p.describe_valid()}; default {p.default})"))
+            except VadblocksError:
+                pass  # reported when the command runs and resolves its parameters
+        return super().get_params(ctx)
+
+
+def _warn_extra(ctx: click.Context) -> None:
+    if ctx.args:
+        click.echo(f"Warning: ignoring unknown arguments: {' '.join(ctx.args)}", err=True)
+
+
+def _plugin_values(kwargs: dict[str, Any]) -> dict[str, Any]:
+    from framework.params import all_params
+    from framework.plugins import get_registry
+
+    names = {p.attr for p, _ in all_params(get_registry())}
+    return {k: v for k, v in kwargs.items() if k in names and v is not None}
+
+
+def _echo_json(obj: Any) -> None:
+    click.echo(json.dumps(obj))
+
+
+@click.group(cls=Group, context_settings=CONTEXT)
+@click.version_option(__version__, prog_name="vadblocks")
+def cli() -> None:
+    """Visual anomaly detection learning blocks (Edge Impulse custom learning block contract)."""
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def plugins(as_json: bool) -> None:
+    """List installed backbones and scorers, where they come from, and plugins that failed."""
+    from framework.plugins import get_registry
+
+    reg = get_registry()
+
+    def row(e: Any) -> dict[str, Any]:
+        d = {"name": e.name, "plugin": e.plugin, "distribution": e.distribution, "version": e.version,
+             "description": e.cls.description, "parameters": [p.name for p in e.cls.parameters]}
+        if e.kind == "backbone":
+            d["offline_weights"] = bool(e.cls.offline_weights)
+        return d
+
+    data = {
+        "backbones": [row(e) for e in reg.backbones.values()],
+        "scorers": [row(e) for e in reg.scorers.values()],
+        "failed": [{"plugin": f.plugin, "distribution": f.distribution, "name": f.name, "reason": f.reason}
+                   for f in reg.failures],
+    }
+    if as_json:
+        _echo_json(data)
+        return
+    for kind in ("backbones", "scorers"):
+        click.echo(f"{kind}:")
+        for d in data[kind]:
+            extra = ""
+            if kind == "backbones":
+                extra = " [pretrained weights offline]" if d["offline_weights"] else " [weights need a download]"
+            click.echo(f"  {d['name']:<20} {d['distribution']} {d['version']}{extra}")
+            click.echo(f"  {'':<20} {d['description']}")
+    if data["failed"]:
+        click.echo("failed:")
+        for f in data["failed"]:
+            click.echo(f"  {f['plugin']} ({f['distribution']}): {f['reason']}")
+
+
+@cli.command()
+def params() -> None:
+    """Print the block's parameters.json, generated from the installed plugins."""
+    from framework.params import dumps_parameters_json
+    from framework.plugins import get_registry
+
+    click.echo(dumps_parameters_json(get_registry()), nl=False)
+
+
+def data_options(f: Any) -> Any:
+    """Options describing how to read a data directory."""
+    for opt in reversed([
+        click.option("--data-directory", required=True, type=click.Path(path_type=Path),
+                     help="Edge Impulse data directory (X_split_*.npy) or folder layout (train/good, test/...)."),
+        click.option("--info-file", "--input-file", "info_file", type=click.Path(path_type=Path), default=None,
+                     help="Edge Impulse train_input.json (input shape, classes, scaling)."),
+        click.option("--input-shape", default=None, help="Shape of flattened X rows, e.g. 96,96,3."),
+        click.option("--input-scaling", default=None,
+                     help="Scaling of X values: 0..1 (default), 0..255, -1..1 or -128..127."),
+    ]):
+        f = opt(f)
+    return f
+
+
+@cli.command(cls=PluginParamsCommand, context_settings=EXTRA_ARGS)
+@data_options
+@click.option("--out-directory", required=True, type=click.Path(path_type=Path),
+              help="Where the model files are written (atomically).")
+@click.option("--image-size", type=click.IntRange(min=8), default=None,
+              help="Resize images to SIZE x SIZE (folder layouts default to 96).")
+@click.option("--weights", default=None, help="Backbone weights file (.pt/.pth state dict or .npz) to use "
+              "instead of the default source.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.pass_context
+def train(ctx: click.Context, data_directory: Path, info_file: Path | None, input_shape: str | None,
+          input_scaling: str | None, out_directory: Path, image_size: int | None, weights: str | None,
+          quiet: bool, **plugin_kwargs: Any) -> None:
+    """Train on the normal images of a data directory and write the model to --out-directory."""
+    from framework.data import is_edge_impulse_dir, load_dataset
+    from framework.params import resolve
+    from framework.pipeline import train as train_model
+    from framework.plugins import get_registry
+
+    _warn_extra(ctx)
+    registry = get_registry()
+    config = resolve(registry, _plugin_values(plugin_kwargs))
+    if image_size is None and not is_edge_impulse_dir(data_directory):
+        image_size = DEFAULT_FOLDER_IMAGE_SIZE
+    ds = load_dataset(data_directory, input_shape=input_shape, scaling=input_scaling, info_file=info_file,
+                      image_size=image_size)
+    t0 = time.perf_counter()
+    model = train_model(ds, config, registry=registry, weights=weights, progress=not quiet)
+    elapsed = time.perf_counter() - t0
+    model.save(out_directory)
+    gh, gw = model.grid_shape
+    click.echo(f"Trained {config.scorer} on {config.backbone} with {len(ds.train)} normal images "
+               f"({ds.image_shape[0]}x{ds.image_shape[1]}) in {elapsed:.1f} s; grid {gh}x{gw}; "
+               f"suggested threshold {model.threshold:.4f}")
+    click.echo(f"Model written to {out_directory}")
+
+
+@cli.command(name="test")
+@click.option("--model-directory", required=True, type=click.Path(path_type=Path))
+@data_options
+@click.option("--threshold", type=float, default=None, help="Override the model's suggested threshold.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def test_cmd(model_directory: Path, data_directory: Path, info_file: Path | None, input_shape: str | None,
+             input_scaling: str | None, threshold: float | None, as_json: bool) -> None:
+    """Test a model on the test split: F1 at the threshold, image AUROC, pixel AUROC (with masks)."""
+    from framework.data import load_dataset
+    from framework.metrics import evaluate
+    from framework.pipeline import AnomalyModel
+
+    model = AnomalyModel.load(model_directory)
+    ds = load_dataset(data_directory, input_shape=input_shape, scaling=input_scaling, info_file=info_file,
+                      image_size=model.input_shape[0])
+    if len(ds.test) == 0:
+        raise VadblocksError(f"{data_directory} has no test images to test on")
+    grids, scores = model.predict(ds.test.images, progress=not as_json)
+    result = evaluate(grids, scores, ds.test, model.threshold if threshold is None else threshold)
+    if as_json:
+        _echo_json(result)
+        return
+
+    def fmt(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.4f}"
+
+    c = result["counts"]
+    click.echo(f"images: {result['n_images']}  threshold: {result['threshold']:.4f}")
+    click.echo(f"F1: {fmt(result['f1'])}  image AUROC: {fmt(result['image_auroc'])}  "
+               f"pixel AUROC: {fmt(result['pixel_auroc'])}")
+    click.echo(f"tp {c['tp']}  fp {c['fp']}  tn {c['tn']}  fn {c['fn']}")
+
+
+@cli.command()
+@click.option("--model-directory", required=True, type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per image per line.")
+@click.option("--heatmaps", type=click.Path(path_type=Path), default=None,
+              help="Write a heatmap overlay PNG per image into this folder.")
+@click.option("--threshold", type=float, default=None, help="Override the model's suggested threshold.")
+def predict(model_directory: Path, images: tuple[Path, ...], as_json: bool, heatmaps: Path | None,
+            threshold: float | None) -> None:
+    """Score images: per-cell grid, image score and verdict (and heatmaps with --heatmaps)."""
+    import numpy as np
+
+    from framework.data import load_image
+    from framework.heatmap import save_overlay
+    from framework.pipeline import AnomalyModel
+
+    model = AnomalyModel.load(model_directory)
+    thr = model.threshold if threshold is None else threshold
+    size = model.input_shape[0]
+    arrays = np.stack([load_image(p, size) for p in images])
+    grids, scores = model.predict(arrays)
+    used: set[str] = set()
+    for path, img, grid, score in zip(images, arrays, grids, scores):
+        verdict = bool(score > thr)
+        heat = None
+        if heatmaps is not None:
+            name = f"{path.stem}_heatmap.png"
+            if name in used:  # same file name in another folder: prefix the folder name
+                name = f"{path.parent.name}_{name}"
+            used.add(name)
+            heat = save_overlay(heatmaps / name, img, grid, thr)
+        if as_json:
+            _echo_json({"path": str(path), "score": float(score), "anomalous": verdict,
+                        "grid": np.round(grid.astype(float), 6).tolist()})
+        else:
+            click.echo(f"{path}: score {score:.4f} -> {'ANOMALY' if verdict else 'no anomaly'}"
+                       + (f" (heatmap {heat})" if heat else ""))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="vadblocks")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

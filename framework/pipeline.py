@@ -1,0 +1,195 @@
+"""Training and inference: backbone features -> scorer -> per-cell grids, plus model files."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from framework import __version__
+from framework.backbone import Backbone
+from framework.data import Dataset
+from framework.errors import VadblocksError
+from framework.outputs import atomic_directory
+from framework.params import BlockConfig, resolve
+from framework.plugins import Registry, get_registry
+from framework.scorer import Scorer
+
+METADATA_FILE = "anomaly_metadata.json"
+SCORER_STATE_FILE = "scorer_state.npz"
+BACKBONE_STATE_FILE = "backbone.npz"
+FORMAT_VERSION = 1
+BATCH_SIZE = 32
+
+
+class FeatureExtractor(nn.Module):
+    """Normalisation of 0..1 NCHW RGB input followed by the backbone's feature maps."""
+
+    def __init__(self, backbone_module: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.backbone = backbone_module
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.backbone((x - self.mean) / self.std)
+
+
+@dataclass
+class AnomalyModel:
+    """A trained model: feature extractor + fitted scorer + threshold and metadata."""
+
+    backbone: Backbone
+    scorer: Scorer
+    extractor: FeatureExtractor
+    config: BlockConfig
+    input_shape: tuple[int, int, int]  # (H, W, C) of the images the model takes
+    threshold: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def grid_shape(self) -> tuple[int, int]:
+        h, w, _ = self.input_shape
+        return (self.scorer.grid_size(h), self.scorer.grid_size(w))
+
+    def _batches(self, images: np.ndarray, progress: bool, desc: str) -> Iterator[list[torch.Tensor]]:
+        check_images(images, self.input_shape)
+        with torch.inference_mode():
+            for i in tqdm(range(0, len(images), BATCH_SIZE), desc=desc, unit="batch", disable=not progress,
+                          leave=False, mininterval=1.0):
+                x = torch.from_numpy(np.ascontiguousarray(images[i:i + BATCH_SIZE])).permute(0, 3, 1, 2)
+                yield [f.contiguous() for f in self.extractor(x)]
+
+    def features(self, images: np.ndarray, progress: bool = False) -> list[torch.Tensor]:
+        """Backbone feature maps (one tensor per level) of (N, H, W, 3) 0..1 images."""
+        chunks = list(self._batches(images, progress, "features"))
+        return [torch.cat([c[i] for c in chunks]) for i in range(len(chunks[0]))]
+
+    def predict(self, images: np.ndarray, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Grids (N, G, G) and image scores (N,) for (N, H, W, 3) 0..1 images."""
+        grids, scores = [], []
+        for feats in self._batches(images, progress, "scoring"):
+            g, s = self.scorer.predict(feats)
+            grids.append(g)
+            scores.append(s)
+        return np.concatenate(grids), np.concatenate(scores)
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Write the model files into ``out_dir`` atomically; returns ``out_dir``."""
+        arrays, state_config = self.scorer.get_state()
+        meta = dict(self.metadata)
+        meta["scorerState"] = state_config
+        meta["files"] = {"metadata": METADATA_FILE, "scorerState": SCORER_STATE_FILE,
+                         "backboneState": BACKBONE_STATE_FILE}
+        with atomic_directory(out_dir) as tmp:
+            np.savez(tmp / SCORER_STATE_FILE, **arrays)
+            np.savez(tmp / BACKBONE_STATE_FILE,
+                     **{k: v.detach().cpu().numpy() for k, v in self.extractor.backbone.state_dict().items()})
+            (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        return Path(out_dir)
+
+    @classmethod
+    def load(cls, model_dir: str | Path, registry: Registry | None = None) -> "AnomalyModel":
+        """Load a model directory written by :meth:`save` (no pickle involved)."""
+        model_dir = Path(model_dir)
+        meta_path = model_dir / METADATA_FILE
+        if not meta_path.is_file():
+            raise VadblocksError(f"{model_dir} is not a vadblocks model directory ({METADATA_FILE} is missing); "
+                                 "train one with `vadblocks train`")
+        try:
+            meta = json.loads(meta_path.read_text())
+            params = meta["parameters"]
+            input_shape = tuple(int(v) for v in meta["inputShape"])
+            threshold = float(meta["nominalThresholdScore"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise VadblocksError(f"{meta_path} is corrupt: {exc}") from None
+        registry = registry or get_registry()
+        config = resolve(registry, params)
+        backbone, scorer = _instantiate(registry, config)
+        extractor = FeatureExtractor(backbone.create_module(scorer.feature_levels()), backbone.mean, backbone.std)
+        try:
+            with np.load(model_dir / BACKBONE_STATE_FILE, allow_pickle=False) as z:
+                extractor.backbone.load_state_dict({k: torch.from_numpy(z[k].copy()) for k in z.files})
+            with np.load(model_dir / SCORER_STATE_FILE, allow_pickle=False) as z:
+                scorer.set_state({k: z[k] for k in z.files}, meta.get("scorerState", {}))
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise VadblocksError(f"model files in {model_dir} are missing or corrupt: {exc}") from None
+        extractor.eval()
+        return cls(backbone, scorer, extractor, config, input_shape, threshold, meta)  # type: ignore[arg-type]
+
+
+def check_images(images: np.ndarray, input_shape: tuple[int, int, int]) -> None:
+    """Raise a clear error unless ``images`` is a finite float32 (N, H, W, 3) batch of the model's size."""
+    if not isinstance(images, np.ndarray) or images.ndim != 4 or images.shape[3] != 3:
+        shape = getattr(images, "shape", None)
+        raise VadblocksError(f"images must be a (N, H, W, 3) array, got shape {shape}")
+    if images.dtype != np.float32:
+        raise VadblocksError(f"images must be float32 in 0..1, got {images.dtype}")
+    if len(images) == 0:
+        raise VadblocksError("no images given")
+    if tuple(images.shape[1:3]) != tuple(input_shape[:2]):
+        raise VadblocksError(f"images are {images.shape[1]}x{images.shape[2]} but the model takes "
+                             f"{input_shape[0]}x{input_shape[1]}; resize them (e.g. --image-size {input_shape[0]})")
+    if not np.isfinite(images).all():
+        raise VadblocksError("images contain NaN or infinite values")
+
+
+def _instantiate(registry: Registry, config: BlockConfig) -> tuple[Backbone, Scorer]:
+    backbone = registry.backbone(config.backbone).cls(**config.backbone_params)
+    scorer = registry.scorer(config.scorer).cls(**config.scorer_params)
+    return backbone, scorer
+
+
+def train(dataset: Dataset, config: BlockConfig | None = None, *, registry: Registry | None = None,
+          weights: str | None = None, progress: bool = True) -> AnomalyModel:
+    """Fit the configured scorer on the backbone features of the (normal) training images."""
+    registry = registry or get_registry()
+    config = config or resolve(registry, {})
+    backbone, scorer = _instantiate(registry, config)
+    h, w, c = dataset.image_shape
+    backbone.check_input_size(h, w)
+    t0 = time.perf_counter()
+    module = backbone.create_module(scorer.feature_levels())
+    weights_source = backbone.load_pretrained(module, weights)
+    extractor = FeatureExtractor(module, backbone.mean, backbone.std).eval()
+    model = AnomalyModel(backbone, scorer, extractor, config, (h, w, c), threshold=0.0)
+    feats = model.features(dataset.train.images, progress=progress)
+    t1 = time.perf_counter()
+    scorer.verbose = progress
+    scorer.fit(feats)
+    t2 = time.perf_counter()
+    train_scores = scorer.training_scores(feats)
+    model.threshold = float(np.max(train_scores))
+    gh, gw = model.grid_shape
+    model.metadata = {
+        "version": __version__,
+        "formatVersion": FORMAT_VERSION,
+        "nominalThresholdScore": model.threshold,
+        "trainScoreRange": [float(np.min(train_scores)), float(np.max(train_scores))],
+        "gridSize": [gh, gw],
+        "inputShape": [h, w, c],
+        "imageInputScaling": dataset.scaling,
+        "scorer": config.scorer,
+        "backbone": config.backbone,
+        "parameters": config.as_cli_values(registry),
+        "backboneWeights": weights_source,
+        "normalization": {"mean": list(backbone.mean), "std": list(backbone.std)},
+        "numTrainImages": int(len(dataset.train)),
+        "timings": {"featuresSeconds": round(t1 - t0, 3), "fitSeconds": round(t2 - t1, 3)},
+        "plugins": {
+            "scorer": _dist(registry.scorer(config.scorer)),
+            "backbone": _dist(registry.backbone(config.backbone)),
+        },
+    }
+    return model
+
+
+def _dist(entry: Any) -> dict[str, str]:
+    return {"distribution": entry.distribution, "version": entry.version}

@@ -1,0 +1,116 @@
+"""The scorer interface: a scikit-learn style estimator over backbone feature maps."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from framework.errors import VadblocksError
+from framework.params import Param
+
+Features = Sequence[torch.Tensor]  # one (N, C_l, H_l, W_l) float32 tensor per level, stride 8 first
+
+
+class Scorer:
+    """Base class of scorer plugins.
+
+    Subclasses declare ``name``, ``description`` and ``parameters`` and implement
+    :meth:`fit`, :meth:`scoring_module`, :meth:`get_state`, :meth:`set_state` and
+    :meth:`grid_size`. Scoring always runs through :meth:`scoring_module` (a torch
+    module mapping feature maps to ``(grid, image_score)``), so the in-process result
+    and an exported graph are the same computation.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    parameters: ClassVar[tuple[Param, ...]] = ()
+    batch_size: ClassVar[int] = 64
+    verbose: bool = False  # the framework sets it to show progress bars during fit
+
+    def __init__(self, **params: Any) -> None:
+        declared = {p.attr: p for p in self.parameters}
+        unknown = set(params) - set(declared)
+        if unknown:
+            raise VadblocksError(f"scorer {self.name!r} has no parameter(s) {sorted(unknown)}")
+        self.params = {a: (p.parse(params[a]) if a in params else p.default) for a, p in declared.items()}
+        self._module: nn.Module | None = None
+
+    # -- to implement -------------------------------------------------------------------
+    def feature_levels(self) -> int:
+        """How many backbone levels (stride 8 first) this scorer consumes."""
+        return 1
+
+    def grid_size(self, input_size: int) -> int:
+        """Grid cells along one side for an input of ``input_size`` pixels."""
+        raise NotImplementedError
+
+    def fit(self, features: Features) -> "Scorer":
+        """Learn from feature maps of normal images only; return self."""
+        raise NotImplementedError
+
+    def build_scoring_module(self) -> nn.Module:
+        """A torch module: list of feature maps -> ``(grid (N, G, G), image_score (N,))``."""
+        raise NotImplementedError
+
+    def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The fitted state as named numpy arrays plus a JSON-serialisable dict (no pickle)."""
+        raise NotImplementedError
+
+    def set_state(self, arrays: dict[str, np.ndarray], config: dict[str, Any]) -> "Scorer":
+        """Restore what :meth:`get_state` returned; return self."""
+        raise NotImplementedError
+
+    # -- provided -----------------------------------------------------------------------
+    def scoring_module(self) -> nn.Module:
+        """The (cached) torch scoring module of the fitted state."""
+        if self._module is None:
+            self._module = self.build_scoring_module().eval()
+        return self._module
+
+    def _invalidate(self) -> None:
+        self._module = None
+
+    def predict(self, features: Features) -> tuple[np.ndarray, np.ndarray]:
+        """Per-cell grids ``(N, G, G)`` and image scores ``(N,)`` as float32 numpy arrays."""
+        check_features(features, self.feature_levels())
+        module = self.scoring_module()
+        n = features[0].shape[0]
+        grids, scores = [], []
+        with torch.inference_mode():
+            for i in range(0, n, self.batch_size):
+                g, s = module([f[i:i + self.batch_size] for f in features])
+                grids.append(g.float().numpy())
+                scores.append(s.float().numpy())
+        return np.concatenate(grids), np.concatenate(scores)
+
+    def training_scores(self, features: Features) -> np.ndarray:
+        """Image scores of the training images the scorer was fitted on (for the suggested threshold).
+
+        Defaults to :meth:`predict`; scorers that memorise training data (PatchCore) override
+        it so an image is not scored against its own memorised patches.
+        """
+        return self.predict(features)[1]
+
+    def score(self, features: Features) -> np.ndarray:
+        """Per-cell anomaly grid ``(N, G, G)``."""
+        return self.predict(features)[0]
+
+
+def check_features(features: Features, levels: int) -> None:
+    """Validate feature maps handed to a scorer (count, rank, dtype, finiteness)."""
+    if len(features) < levels:
+        raise VadblocksError(f"scorer needs {levels} feature level(s), got {len(features)}")
+    n = None
+    for i, f in enumerate(features[:levels]):
+        if not isinstance(f, torch.Tensor) or f.ndim != 4:
+            raise VadblocksError(f"feature level {i} must be a 4-D (N, C, H, W) tensor")
+        if f.dtype != torch.float32:
+            raise VadblocksError(f"feature level {i} must be float32, got {f.dtype}")
+        if n is not None and f.shape[0] != n:
+            raise VadblocksError("all feature levels must hold the same number of images")
+        n = f.shape[0]
+    if n == 0:
+        raise VadblocksError("no images to score (empty feature batch)")
