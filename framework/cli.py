@@ -139,8 +139,9 @@ def data_options(f: Any) -> Any:
 @data_options
 @click.option("--out-directory", required=True, type=click.Path(path_type=Path),
               help="Where the model files are written (atomically).")
-@click.option("--image-size", type=click.IntRange(min=8), default=None,
-              help="Resize images to SIZE x SIZE (folder layouts default to 96).")
+@click.option("--image-size", type=click.IntRange(min=0), default=None,
+              help="Resize images to SIZE x SIZE (folder layouts default to 96; 0 keeps the files' own size, "
+              "which must then be the same for all).")
 @click.option("--weights", default=None, help="Backbone weights file (.pt/.pth state dict or .npz) to use "
               "instead of the default source.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
@@ -160,7 +161,7 @@ def train(ctx: click.Context, data_directory: Path, info_file: Path | None, inpu
     if image_size is None and not is_edge_impulse_dir(data_directory):
         image_size = DEFAULT_FOLDER_IMAGE_SIZE
     ds = load_dataset(data_directory, input_shape=input_shape, scaling=input_scaling, info_file=info_file,
-                      image_size=image_size)
+                      image_size=image_size or None)
     t0 = time.perf_counter()
     model = train_model(ds, config, registry=registry, weights=weights, progress=not quiet)
     elapsed = time.perf_counter() - t0

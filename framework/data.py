@@ -95,6 +95,9 @@ def is_edge_impulse_dir(path: str | Path) -> bool:
 
 
 def _load_npy(path: Path) -> np.ndarray:
+    with open(path, "rb") as fh:
+        if fh.read(6) != b"\x93NUMPY":
+            raise VadblocksError(f"{path} is not a valid .npy file (no NumPy header); write it with np.save")
     try:
         return np.load(path, allow_pickle=False)
     except ValueError as exc:
@@ -165,7 +168,8 @@ def _images_from_x(x: np.ndarray, path: Path, shape: tuple[int, int, int] | None
         if x.shape[3] not in (1, 3):
             raise VadblocksError(f"{path} has shape {x.shape}; expected NHWC with 1 or 3 channels")
         if shape and tuple(x.shape[1:]) != tuple(shape):
-            raise VadblocksError(f"{path} has images of shape {x.shape[1:]}, but the input shape is {shape}")
+            raise VadblocksError(f"inconsistent image sizes: {path} has images of shape {x.shape[1:]}, but the "
+                                  f"input shape is {shape}")
     else:
         raise VadblocksError(f"{path} has {x.ndim} dimensions {x.shape}; expected 2 (N, H*W*C flattened) "
                              "or 4 (N, H, W, C)")

@@ -24,6 +24,7 @@ from framework.errors import VadblocksError
 from framework.params import BACKBONE_PARAM, SCORER_PARAM
 
 GROUP = "vadblocks"
+HOST_DIST = "vadblocks"
 ALLOWLIST_ENV = "VADBLOCKS_LOAD_PLUGINS"
 RESERVED_PARAMS = {SCORER_PARAM, BACKBONE_PARAM, "data-directory", "out-directory", "model-directory",
                    "info-file", "input-file", "input-shape", "input-scaling", "image-size", "weights",
@@ -110,7 +111,9 @@ def load_plugins() -> Registry:
     registry = Registry()
     allow = _allowlist()
     seen: set[str] = set()
-    eps = sorted(md.entry_points(group=GROUP), key=lambda e: (e.dist.name if e.dist else "", e.name))
+    # The host's own built-ins first (they keep their names on a clash), then the rest by name.
+    eps = sorted(md.entry_points(group=GROUP),
+                 key=lambda e: (getattr(e.dist, "name", "") != HOST_DIST, getattr(e.dist, "name", ""), e.name))
     for ep in eps:
         dist = ep.dist.name if ep.dist else "unknown"
         version = ep.dist.version if ep.dist else "?"

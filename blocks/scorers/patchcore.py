@@ -124,6 +124,7 @@ class PatchCore(Scorer):
             raise VadblocksError(f"--pool-size: {self.params['pool_size']} is not valid; expected an odd number")
         self.bank: torch.Tensor | None = None
         self.bank_knn: torch.Tensor | None = None
+        self._bank_images: torch.Tensor | None = None  # training image index of each bank entry
 
     def feature_levels(self) -> int:
         return self.params["num_layers"]
@@ -153,7 +154,7 @@ class PatchCore(Scorer):
         threshold that every unseen normal image exceeds; excluding them estimates how
         normal unseen images score.
         """
-        owners = getattr(self, "_bank_images", None)
+        owners = self._bank_images
         if owners is None or int(owners.max()) + 1 != features[0].shape[0] or len(set(owners.tolist())) < 2:
             return super().training_scores(features)
         module = self.scoring_module()
@@ -177,7 +178,10 @@ class PatchCore(Scorer):
     def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         if self.bank is None or self.bank_knn is None:
             raise VadblocksError("PatchCore is not fitted")
-        return ({"bank": self.bank.numpy(), "bank_knn": self.bank_knn.numpy()},
+        arrays = {"bank": self.bank.numpy(), "bank_knn": self.bank_knn.numpy()}
+        if self._bank_images is not None:
+            arrays["bank_images"] = self._bank_images.numpy()
+        return (arrays,
                 {"bank_size": int(self.bank.shape[0]), "feature_dim": int(self.bank.shape[1])})
 
     def set_state(self, arrays: dict[str, np.ndarray], config: dict[str, Any]) -> "PatchCore":
@@ -186,6 +190,8 @@ class PatchCore(Scorer):
             raise VadblocksError("PatchCore state is corrupt: expected arrays bank (M, C) and bank_knn (M, k)")
         self._set_bank(torch.from_numpy(np.ascontiguousarray(bank, dtype=np.float32)),
                        torch.from_numpy(np.ascontiguousarray(knn, dtype=np.int64)))
+        owners = arrays.get("bank_images")
+        self._bank_images = None if owners is None else torch.from_numpy(owners.astype(np.int64))
         return self
 
 

