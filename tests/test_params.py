@@ -47,7 +47,7 @@ def test_resolve_defaults_and_types(registry):
     ({"num-layers": "two"}, "--num-layers: 'two' is not valid; expected an integer >= 1, <= 3"),
     ({"sampling-ratio": "nan"}, "--sampling-ratio: 'nan' is not valid"),
     ({"sampling-ratio": "0"}, "--sampling-ratio: '0' is out of range"),
-    ({"scoring-function": "magic"}, "unknown scorer 'magic'; installed scorers: patchcore"),
+    ({"scoring-function": "magic"}, "unknown scorer 'magic'; installed scorers: gmm, patchcore"),
     ({"backbone": "vgg"}, "unknown backbone 'vgg'"),
     ({"colour": "red"}, "unknown parameter(s): --colour"),
 ])

