@@ -10,6 +10,7 @@ import pytest
 from framework.data import load_dataset
 from framework.demo_data import TEXTURES, make_demo_dataset
 from framework.metrics import evaluate
+from framework.params import resolve
 from framework.pipeline import AnomalyModel, train
 from tests.conftest import invoke
 
@@ -122,12 +123,16 @@ def test_overwrite_existing_out_directory_atomically(small_data, tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_dataset_reaches_auroc_095_on_each_texture(tmp_path):
-    paths = make_demo_dataset(tmp_path)
+@pytest.mark.parametrize("scorer, min_auroc", [("patchcore", 0.95), ("gmm", 0.90)])
+def test_demo_dataset_accuracy_on_each_texture(tmp_path_factory, registry, scorer, min_auroc):
+    root = tmp_path_factory.getbasetemp() / "demo"
+    paths = make_demo_dataset(root) if not (root / "gravel-ei").exists() else {
+        t: {"edge-impulse": root / f"{t}-ei", "folder": root / t} for t in TEXTURES}
     for texture in TEXTURES:
-        model = train(load_dataset(paths[texture]["edge-impulse"]), progress=False)
+        model = train(load_dataset(paths[texture]["edge-impulse"]),
+                      resolve(registry, {"scoring-function": scorer}), progress=False)
         ds = load_dataset(paths[texture]["folder"])
         grids, scores = model.predict(ds.test.images)
         result = evaluate(grids, scores, ds.test, model.threshold)
-        assert result["image_auroc"] >= 0.95, (texture, result)
+        assert result["image_auroc"] >= min_auroc, (texture, result)
         assert result["pixel_auroc"] >= 0.9, (texture, result)
