@@ -245,6 +245,58 @@ def predict(model_directory: Path, images: tuple[Path, ...], as_json: bool, heat
                        + (f" (heatmap {heat})" if heat else ""))
 
 
+def _read_build_args(pairs: tuple[str, ...], files: tuple[Path, ...]) -> dict[str, str]:
+    args: dict[str, str] = {}
+    lines = [ln for f in files for ln in Path(f).read_text().splitlines()] + list(pairs)
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, eq, value = line.partition("=")
+        if not eq or not key:
+            raise VadblocksError(f"build argument {line!r} is not KEY=VALUE")
+        args[key.strip()] = value.strip()
+    return args
+
+
+@cli.command()
+@click.argument("block_dir", default=".", type=click.Path(path_type=Path))
+@click.option("--tag", default=None, help="Image tag (default: derived from the block's name).")
+@click.option("--build-arg", "build_arg", multiple=True, help="KEY=VALUE passed to docker build (repeatable), "
+              "e.g. BASE_IMAGE=... or PIP_INDEX_URL=...")
+@click.option("--build-args-file", multiple=True, type=click.Path(exists=True, path_type=Path),
+              envvar="VADBLOCKS_BUILD_ARGS_FILE", help="File of KEY=VALUE lines (env VADBLOCKS_BUILD_ARGS_FILE).")
+@click.option("--quiet", is_flag=True, help="Do not stream the build log.")
+def build(block_dir: Path, tag: str | None, build_arg: tuple[str, ...], build_args_file: tuple[Path, ...],
+          quiet: bool) -> None:
+    """Build a learning block's Docker image (default: the flagship block in this folder)."""
+    from framework import runner
+
+    args = _read_build_args(build_arg, build_args_file)
+    tag = runner.build(block_dir, tag, args, log=(lambda line: None) if quiet else click.echo)
+    click.echo(f"Built {tag}")
+
+
+@cli.command(context_settings=EXTRA_ARGS)
+@click.argument("block_dir", default=".", type=click.Path(path_type=Path))
+@click.option("--data-directory", required=True, type=click.Path(path_type=Path))
+@click.option("--out-directory", required=True, type=click.Path(path_type=Path))
+@click.option("--tag", default=None, help="Image tag (default: derived from the block's name).")
+@click.pass_context
+def run(ctx: click.Context, block_dir: Path, data_directory: Path, out_directory: Path, tag: str | None) -> None:
+    """Run a learning block's image like Edge Impulse does; extra --<param> VALUE pairs are its parameters."""
+    from framework import runner
+    from framework.plugins import get_registry
+
+    doc = runner.read_block(block_dir)
+    values = runner.parse_extra_args(doc, list(ctx.args))
+    code = runner.run(block_dir, data_directory, out_directory, values, tag=tag, registry=get_registry(),
+                      log=click.echo)
+    if code:
+        click.echo(f"Error: the block exited with status {code}", err=True)
+    ctx.exit(code)
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="vadblocks")

@@ -284,9 +284,37 @@ def resolve(registry: "Registry", values: Mapping[str, Any] | None = None) -> Bl
 
 def _select_plugin(registry: "Registry", param: Param, values: Mapping[str, Any], kind: str) -> str:
     name = str(values.get(param.name, param.default))
-    # registry.scorer()/backbone() explain failed or missing plugins clearly
-    getattr(registry, kind)(name)
-    return name
+    if name in (param.options or ()):
+        return name
+    if any(f.name == name or (f.name is None and f.plugin == name) for f in registry.failures):
+        getattr(registry, kind)(name)  # explains why that plugin failed
+    return param.parse(name)  # "--scoring-function: 'x' is not valid; expected one of ..."
+
+
+def params_from_json(items: Iterable[Mapping[str, Any]], registry: "Registry | None" = None) -> list[Param]:
+    """Rebuild :class:`Param` objects from parameters.json items (e.g. of a block folder).
+
+    Where the host has the plugin that declared a parameter, its full declaration (ranges
+    included) is used, so validation prints the same message as in-process; a select keeps
+    the options the block itself offers.
+    """
+    known = {p.name: p for p, _ in all_params(registry)} if registry is not None else {}
+    out = []
+    for item in items:
+        try:
+            name, ptype, default = item["param"], item["type"], item["value"]
+        except (KeyError, TypeError):
+            raise VadblocksError(f"parameters.json item {item!r} lacks param/type/value") from None
+        base = known.get(name)
+        options = tuple(item["valid"]) if ptype == "select" and item.get("valid") else None
+        if base is not None and base.type == ptype:
+            out.append(Param(name, ptype, default, base.help, label=base.label,
+                             options=options if ptype == "select" else None, min=base.min, max=base.max,
+                             advanced=base.advanced))
+        else:
+            out.append(Param(name, ptype, default, item.get("help") or name, label=item.get("name"),
+                             options=options))
+    return out
 
 
 def to_args(registry: "Registry", config: BlockConfig) -> list[str]:

@@ -47,8 +47,8 @@ def test_resolve_defaults_and_types(registry):
     ({"num-layers": "two"}, "--num-layers: 'two' is not valid; expected an integer >= 1, <= 3"),
     ({"sampling-ratio": "nan"}, "--sampling-ratio: 'nan' is not valid"),
     ({"sampling-ratio": "0"}, "--sampling-ratio: '0' is out of range"),
-    ({"scoring-function": "magic"}, "unknown scorer 'magic'; installed scorers: gmm, patchcore"),
-    ({"backbone": "vgg"}, "unknown backbone 'vgg'"),
+    ({"scoring-function": "magic"}, "--scoring-function: 'magic' is not valid; expected one of gmm, patchcore"),
+    ({"backbone": "vgg"}, "--backbone: 'vgg' is not valid; expected one of "),
     ({"colour": "red"}, "unknown parameter(s): --colour"),
 ])
 def test_validation_messages(registry, values, message):

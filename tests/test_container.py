@@ -1,0 +1,133 @@
+"""End-to-end container tests with a real Docker daemon (no mocks).
+
+They skip, with the reason, only where no daemon answers; under CI (CI=true) a missing
+daemon is a failure. Build arguments (base image, pip mirror) come from the file named by
+VADBLOCKS_BUILD_ARGS_FILE, which .ci/run writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from framework import runner
+from framework.cli import _read_build_args
+from framework.data import load_dataset
+from framework.errors import VadblocksError
+from framework.params import resolve
+from framework.pipeline import train
+from tests.conftest import invoke
+
+ROOT = Path(__file__).resolve().parents[1]
+TAG = "vadblocks-test:latest"
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="module")
+def image():
+    try:
+        client = runner.docker_client()
+    except VadblocksError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the container tests: {exc}")
+        pytest.skip(f"no Docker daemon answers: {exc}")
+    files = (Path(os.environ["VADBLOCKS_BUILD_ARGS_FILE"]),) if os.environ.get("VADBLOCKS_BUILD_ARGS_FILE") else ()
+    logs: list[str] = []
+    runner.build(ROOT, TAG, _read_build_args((), files), log=logs.append)
+    assert any("Successfully tagged" in line for line in logs)
+    return client
+
+
+def run_block(data, out, log=None, **values):
+    lines: list[str] = []
+    code = runner.run(ROOT, data, out, values, tag=TAG, registry=None, log=lines.append)
+    if log is not None:
+        log.extend(lines)
+    return code, "\n".join(lines)
+
+
+@pytest.mark.parametrize("scorer", ["patchcore", "gmm"])
+def test_container_output_matches_in_process(image, small_data, tmp_path, registry, scorer):
+    out = tmp_path / "out"
+    code, log = run_block(small_data["edge-impulse"], out, **{"scoring-function": scorer, "sampling-ratio": "0.2"})
+    assert code == 0, log
+    assert sorted(p.name for p in out.iterdir()) == ["anomaly_metadata.json", "backbone.npz", "scorer_state.npz"]
+    meta = json.loads((out / "anomaly_metadata.json").read_text())
+    model = train(load_dataset(small_data["edge-impulse"]),
+                  resolve(registry, {"scoring-function": scorer, "sampling-ratio": 0.2}), progress=False)
+    assert meta["scorer"] == scorer and meta["gridSize"] == list(model.grid_shape)
+    assert meta["parameters"] == model.metadata["parameters"]
+    assert meta["inputShape"] == [96, 96, 3] and meta["imageInputScaling"] == "0..1"
+    assert meta["nominalThresholdScore"] == pytest.approx(model.threshold, rel=1e-4)
+    with np.load(out / "scorer_state.npz", allow_pickle=False) as z:
+        ours, _ = model.scorer.get_state()
+        for key, arr in ours.items():
+            np.testing.assert_allclose(z[key], arr, rtol=1e-4, atol=1e-5)
+    assert all(p.stat().st_uid == os.getuid() for p in out.iterdir())
+
+
+def test_output_files_belong_to_the_calling_user(image, small_data, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    out.chmod(0o777)
+    lines: list[str] = []
+    code = runner.run(ROOT, small_data["edge-impulse"], out, {"scoring-function": "gmm"}, tag=TAG,
+                      user="4321:4321", log=lines.append)
+    assert code == 0, "\n".join(lines)
+    assert {p.stat().st_uid for p in out.iterdir()} == {4321}
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"num-layers": "9"}, "--num-layers: '9' is out of range; expected an integer >= 1, <= 3"),
+    ({"scoring-function": "magic"}, "--scoring-function: 'magic' is not valid; expected one of gmm, patchcore"),
+])
+def test_bad_parameters_fail_before_the_container_starts(image, small_data, tmp_path, registry, values, message):
+    before = {c.id for c in image.containers.list(all=True)}
+    with pytest.raises(VadblocksError) as in_container:
+        runner.run(ROOT, small_data["edge-impulse"], tmp_path / "out", values, tag=TAG, registry=registry)
+    with pytest.raises(VadblocksError) as in_process:
+        resolve(registry, values)
+    assert message in str(in_container.value) and str(in_container.value) == str(in_process.value)
+    assert {c.id for c in image.containers.list(all=True)} == before
+    assert not (tmp_path / "out").exists()
+    cli = invoke("run", ROOT, "--tag", TAG, "--data-directory", small_data["edge-impulse"], "--out-directory",
+                 tmp_path / "o", *[w for k, v in values.items() for w in (f"--{k}", v)], ok=False)
+    assert f"Error: {message}" in cli.output
+
+
+def test_bad_data_directory_fails_inside_the_container(image, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    x = np.random.default_rng(0).random((4, 32 * 32 * 3), dtype=np.float32)
+    x[2, 5] = np.nan
+    np.save(data / "X_split_train.npy", x)
+    np.save(data / "Y_split_train.npy", np.full((4, 1), 2))
+    out = tmp_path / "out"
+    code, log = run_block(data, out)
+    assert code == 2
+    assert "Error: /data/X_split_train.npy contains NaN or infinite values in 1 sample(s)" in log
+    assert out.is_dir() and list(out.iterdir()) == []
+
+
+def test_runner_errors(image, tmp_path, small_data):
+    with pytest.raises(VadblocksError, match="Dockerfile is missing"):
+        runner.run(tmp_path, small_data["edge-impulse"], tmp_path / "o")
+    block = tmp_path / "block"
+    block.mkdir()
+    (block / "Dockerfile").write_text("FROM scratch\n")
+    (block / "parameters.json").write_text(json.dumps({"info": {"name": "never built xyz"}, "parameters": []}))
+    with pytest.raises(VadblocksError, match=r"image never-built-xyz:latest does not exist; build it with"):
+        runner.run(block, small_data["edge-impulse"], tmp_path / "o")
+
+
+def test_cli_run_streams_logs_and_returns_the_exit_code(image, small_data, tmp_path):
+    result = invoke("run", ROOT, "--tag", TAG, "--data-directory", small_data["edge-impulse"],
+                    "--out-directory", tmp_path / "o", "--scoring-function", "gmm", "--capacity", "low")
+    assert "docker run --network none" in result.output and "Trained gmm on mobilenetv2" in result.output
+    assert (tmp_path / "o" / "anomaly_metadata.json").exists()
+    assert stat.S_ISDIR((tmp_path / "o").stat().st_mode)
