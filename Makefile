@@ -22,7 +22,7 @@ demo: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" bash scripts/demo.sh $(DEMO_DIR)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	bash scripts/with_build_env.sh $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 params: $(STAMP)
 	$(BIN)/vadblocks params > parameters.json
