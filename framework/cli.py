@@ -297,6 +297,39 @@ def run(ctx: click.Context, block_dir: Path, data_directory: Path, out_directory
     ctx.exit(code)
 
 
+@cli.command(name="package")
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Block folder to write.")
+@click.option("--scorer", "scorers", multiple=True, help="Scorer to include (repeatable; default: all installed).")
+@click.option("--backbone", "backbones", multiple=True,
+              help="Backbone to include (repeatable; default: all installed).")
+@click.option("--with", "with_", multiple=True, help="Extra package: a local path (built into a wheel) or a "
+              "requirement (repeatable).")
+def package_cmd(out: Path, scorers: tuple[str, ...], backbones: tuple[str, ...], with_: tuple[str, ...]) -> None:
+    """Write a custom learning block folder (Dockerfile, parameters.json, wheels) for chosen plugins."""
+    from framework.package import package
+    from framework.plugins import get_registry
+
+    package(out, get_registry(), scorers, backbones, with_, log=lambda m: click.echo(m, err=True))
+    click.echo(f"Block folder: {out} (build it with `vadblocks build {out}`)")
+
+
+@cli.group(name="init")
+def init_group() -> None:
+    """Scaffold new plugins."""
+
+
+@init_group.command(name="scorer")
+@click.argument("name")
+@click.option("--dir", "directory", type=click.Path(path_type=Path), default=None,
+              help="Where to create vadblocks-NAME/ (default: the current folder).")
+def init_scorer_cmd(name: str, directory: Path | None) -> None:
+    """Create a scorer package vadblocks-NAME that installs with pip and is discovered immediately."""
+    from framework.scaffold import init_scorer
+
+    path = init_scorer(name, directory)
+    click.echo(f"Created {path}: pip install -e {path} && vadblocks plugins")
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="vadblocks")

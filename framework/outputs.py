@@ -29,6 +29,9 @@ def atomic_directory(out: str | Path) -> Iterator[Path]:
     try:
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700; the result should look like any new folder
     except OSError as exc:
         raise VadblocksError(f"cannot write to {parent}: {exc}") from None
     try:
