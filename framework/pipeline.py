@@ -6,7 +6,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -81,14 +81,21 @@ class AnomalyModel:
             scores.append(s)
         return np.concatenate(grids), np.concatenate(scores)
 
-    def save(self, out_dir: str | Path) -> Path:
-        """Write the model files into ``out_dir`` atomically; returns ``out_dir``."""
+    def save(self, out_dir: str | Path, exports: Sequence[str] = (),
+             calibration: np.ndarray | None = None) -> Path:
+        """Write the model files (and the ``exports`` formats) into ``out_dir`` atomically.
+
+        ``calibration``: training images (0..1 RGB) for the int8 model's quantisation.
+        """
+        from framework.export import write_exports
+
         arrays, state_config = self.scorer.get_state()
         meta = dict(self.metadata)
         meta["scorerState"] = state_config
         meta["files"] = {"metadata": METADATA_FILE, "scorerState": SCORER_STATE_FILE,
                          "backboneState": BACKBONE_STATE_FILE}
         with atomic_directory(out_dir) as tmp:
+            meta["exports"] = write_exports(self, tmp, exports, calibration)
             np.savez(tmp / SCORER_STATE_FILE, **arrays)
             np.savez(tmp / BACKBONE_STATE_FILE,
                      **{k: v.detach().cpu().numpy() for k, v in self.extractor.backbone.state_dict().items()})

@@ -14,6 +14,9 @@ from framework.demo_data import make_texture_dataset
 from framework.plugins import get_registry, reset_plugins
 
 os.environ.setdefault("TQDM_DISABLE", "1")
+# `vadblocks train` writes no model.onnx/.tflite in tests unless a test asks (--export); conversion
+# takes tens of seconds. tests/test_export.py and the container tests cover the exports.
+os.environ.setdefault("VADBLOCKS_EXPORT", "none")
 
 
 @pytest.fixture(scope="session")

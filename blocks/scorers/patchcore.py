@@ -25,6 +25,7 @@ from framework.scorer import Features, Scorer, check_features
 
 PROJECTION_DIM = 128
 DISTANCE_CHUNK = 4096  # rows of a pairwise distance block
+BANK_CHUNK = 8192  # bank entries scored at once: bounds scoring memory to HW x 8192 floats per image
 
 
 def embed(features: Features, num_levels: int, pool_size: int) -> torch.Tensor:
@@ -79,16 +80,34 @@ class PatchCoreModule(nn.Module):
         self.register_buffer("bank_sq", (bank * bank).sum(1))
         self.register_buffer("bank_knn", bank_knn)
 
+    def nearest(self, x: torch.Tensor, exclude: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Squared distance to, and index of, the nearest bank entry for each row of ``x`` (N, L, C).
+
+        The bank is scanned in static chunks of ``BANK_CHUNK`` entries, so the distance block never
+        exceeds N x L x BANK_CHUNK floats whatever the bank size (also in exported graphs).
+        """
+        best_d = best_i = None
+        for start in range(0, self.bank.shape[0], BANK_CHUNK):
+            stop = min(start + BANK_CHUNK, self.bank.shape[0])
+            d2 = squared_distances(x, self.bank[start:stop], self.bank_sq[start:stop])  # (N, L, chunk)
+            if exclude is not None:
+                d2 = d2.masked_fill(exclude[:, None, start:stop], float("inf"))
+            d, i = d2.min(dim=-1)
+            i = i + start
+            if best_d is None:
+                best_d, best_i = d, i
+            else:
+                closer = d < best_d
+                best_d, best_i = torch.where(closer, d, best_d), torch.where(closer, i, best_i)
+        return best_d, best_i
+
     def forward(self, features: list[torch.Tensor],
                 exclude: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``exclude`` (N, M) bool masks bank entries per image (leave-one-out training scores)."""
         emb = embed(features, self.num_levels, self.pool_size)
         n, c, h, w = emb.shape
         x = emb.permute(0, 2, 3, 1).reshape(n, h * w, c)
-        d2 = squared_distances(x, self.bank, self.bank_sq)  # (N, HW, M)
-        if exclude is not None:
-            d2 = d2.masked_fill(exclude[:, None, :], float("inf"))
-        min_d2, nearest = d2.min(dim=-1)
+        min_d2, nearest = self.nearest(x, exclude)
         patch = min_d2.sqrt()
         grid = patch.reshape(n, h, w)
         top, where = patch.max(dim=1)

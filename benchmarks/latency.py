@@ -1,0 +1,142 @@
+"""Single-image latency, model file sizes and peak memory of each runtime (batch 1, one thread).
+
+    python benchmarks/latency.py [--data demo/data/brick-ei] [--scorers patchcore,gmm] [--runs 100]
+
+Trains each scorer on MobileNetV2 (defaults: PatchCore keeps a 10 % coreset), writes all model
+files, then for each runtime (in-process torch, ONNX Runtime, LiteRT float, LiteRT int8) starts a
+fresh process that loads the model and times `--runs` single-image predictions after 10 warm-up
+runs; peak RSS is that process's maximum resident set size. The exported files run under their
+runtime alone (onnxruntime or ai-edge-litert and numpy, no torch imported), as on a device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RUNTIMES = ("torch", "onnx", "tflite", "tflite-int8")
+
+
+def _bare_runner(model_dir: str, runtime: str):
+    """A model file run by its runtime alone (no torch imported), as a device would run it."""
+    import numpy as np
+
+    meta = json.loads((Path(model_dir) / "anomaly_metadata.json").read_text())
+    entry = meta["exports"][runtime]
+    path = str(Path(model_dir) / entry["file"])
+    if runtime == "onnx":
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        return lambda x: sess.run(None, {"image": x}), entry["input"]["shape"]
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=path, num_threads=1)
+    it.allocate_tensors()
+    inp = it.get_input_details()[0]
+
+    def run(x):
+        if inp["dtype"] == np.int8:
+            scale, zero = inp["quantization"]
+            x = np.clip(np.round(x / scale) + zero, -128, 127).astype(np.int8)
+        it.set_tensor(inp["index"], x)
+        it.invoke()
+        return [it.get_tensor(d["index"]) for d in it.get_output_details()]
+
+    return run, entry["input"]["shape"]
+
+
+def measure(model_dir: str, runtime: str, runs: int) -> dict:
+    """Run inside a fresh process: load the runtime, time single-image predictions."""
+    import numpy as np
+
+    if runtime == "torch":
+        import torch
+
+        torch.set_num_threads(1)
+        from framework.pipeline import AnomalyModel
+
+        model = AnomalyModel.load(model_dir)
+        h, w, _ = model.input_shape
+        img = np.random.default_rng(0).random((1, h, w, 3), dtype=np.float32)
+        run = model.predict
+    else:
+        run, shape = _bare_runner(model_dir, runtime)
+        img = np.random.default_rng(0).random(shape, dtype=np.float32)
+    times = []
+    for i in range(runs + 10):
+        t0 = time.perf_counter()
+        run(img)
+        if i >= 10:
+            times.append(time.perf_counter() - t0)
+    return {"median_ms": float(np.median(times) * 1000), "p90_ms": float(np.percentile(times, 90) * 1000),
+            "peak_rss_mb": _vm_hwm_mb()}
+
+
+def _vm_hwm_mb() -> float:
+    """Peak resident set of this process since exec (ru_maxrss would include the forked parent's)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="demo/data/brick-ei")
+    ap.add_argument("--scorers", default="patchcore,gmm")
+    ap.add_argument("--runs", type=int, default=100)
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--_measure", nargs=2, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a._measure:
+        print(json.dumps(measure(a._measure[0], a._measure[1], a.runs)))
+        return
+    from framework.data import load_dataset
+    from framework.params import resolve
+    from framework.pipeline import train
+    from framework.plugins import get_registry
+
+    import torch
+
+    torch.set_num_threads(1)
+    reg = get_registry()
+    ds = load_dataset(a.data)
+    results = {}
+    print(f"data: {a.data} ({len(ds.train)} training images, {ds.image_shape}); 1 thread; batch 1; "
+          f"median of {a.runs} runs\n")
+    print("| scorer | runtime | median ms | p90 ms | file MB | peak RSS MB |")
+    print("|---|---|---|---|---|---|")
+    for scorer in a.scorers.split(","):
+        out = Path(tempfile.mkdtemp()) / scorer
+        model = train(ds, resolve(reg, {"scoring-function": scorer}), registry=reg, progress=False)
+        model.save(out, ["onnx", "tflite", "tflite-int8"], calibration=ds.train.images)
+        meta = json.loads((out / "anomaly_metadata.json").read_text())
+        sizes = {fmt: e["bytes"] / 1e6 for fmt, e in meta["exports"].items()}
+        sizes["torch"] = sum((out / f).stat().st_size for f in ("backbone.npz", "scorer_state.npz")) / 1e6
+        for runtime in RUNTIMES:
+            proc = subprocess.run([sys.executable, __file__, "--runs", str(a.runs), "--_measure", str(out), runtime],
+                                  capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+            if proc.returncode:
+                raise SystemExit(proc.stderr[-2000:])
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            r["file_mb"] = sizes[runtime]
+            results.setdefault(scorer, {})[runtime] = r
+            print(f"| {scorer} | {runtime} | {r['median_ms']:.2f} | {r['p90_ms']:.2f} | {r['file_mb']:.2f} | "
+                  f"{r['peak_rss_mb']:.0f} |", flush=True)
+        results[scorer]["bank"] = meta["scorerState"]
+    if a.json:
+        Path(a.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""Standardised model outputs: the whole pipeline (image -> grid, score) as one graph.
+
+``ExportGraph`` wraps input scaling, ImageNet-style normalisation, the backbone and the
+scorer's torch scoring module (memory bank / Gaussian components baked in as constants).
+Input: NHWC float32 ``(1, H, W, C)`` scaled per ``imageInputScaling``; outputs ``grid
+(1, G, G)`` and ``score (1,)``. Written as ``model.onnx`` (torch.onnx, TorchScript exporter),
+``model.tflite`` (litert-torch, float32 I/O) and ``model_quantized_int8_io.tflite`` (PT2E
+static quantisation of everything but the scorer, int8 input, float32 outputs, calibrated on
+training images). Scorer plugins need no export code: their scoring module is the graph.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from framework.data import SCALINGS
+from framework.errors import VadblocksError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from framework.pipeline import AnomalyModel
+
+FILES = {"onnx": "model.onnx", "tflite": "model.tflite", "tflite-int8": "model_quantized_int8_io.tflite"}
+FORMATS = tuple(FILES)
+INPUT_NAME = "image"
+OUTPUT_NAMES = ("grid", "score")
+CALIBRATION_IMAGES = 256  # training images used to calibrate the int8 model (evenly spaced)
+ONNX_OPSET = 17
+
+
+class ExportGraph(nn.Module):
+    """NHWC image scaled per ``imageInputScaling`` -> (grid (1, G, G), score (1,))."""
+
+    def __init__(self, model: "AnomalyModel") -> None:
+        super().__init__()
+        lo, hi = SCALINGS[model.metadata.get("imageInputScaling", "0..1")]
+        mean = torch.tensor(model.backbone.mean, dtype=torch.float32)
+        std = torch.tensor(model.backbone.std, dtype=torch.float32)
+        # (x - lo) / (hi - lo), then (v - mean) / std, folded into one multiply-add x * a + b
+        self.register_buffer("a", (1.0 / ((hi - lo) * std)).view(1, 1, 1, 3))
+        self.register_buffer("b", ((-lo / (hi - lo) - mean) / std).view(1, 1, 1, 3))
+        self.channels = model.input_shape[2]
+        self.backbone = model.extractor.backbone
+        self.scoring = model.scorer.build_scoring_module().eval()
+        for module in self.modules():  # tensors made under inference_mode cannot be traced: copy them
+            for name, buf in list(module.named_buffers(recurse=False)):
+                if buf is not None and buf.is_inference():
+                    module.register_buffer(name, buf.clone())
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.channels == 1:
+            x = x.expand(-1, -1, -1, 3)
+        x = (x * self.a + self.b).permute(0, 3, 1, 2)
+        return self.scoring(self.backbone(x))
+
+
+def to_input_scaling(images: np.ndarray, scaling: str, channels: int) -> np.ndarray:
+    """Internal 0..1 RGB images -> the exported graph's input (values per ``scaling``, C channels)."""
+    lo, hi = SCALINGS[scaling]
+    x = images[..., :channels] if channels == 1 else images
+    return np.ascontiguousarray(lo + x * (hi - lo), dtype=np.float32)
+
+
+def _require(module: str, fmt: str) -> Any:
+    try:
+        return __import__(module, fromlist=["_"])
+    except ImportError:
+        raise VadblocksError(f"writing {FILES[fmt]} needs {module.split('.')[0]}: pip install 'vadblocks[export]' "
+                             f"(or choose other formats with --export)") from None
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the converters' progress chatter (they print to stdout/stderr)."""
+    sink = io.StringIO()
+    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        yield
+
+
+def export_onnx(graph: ExportGraph, sample: torch.Tensor, path: Path) -> None:
+    """Write ``graph`` as ONNX with a fixed (1, H, W, C) input."""
+    _require("onnx", "onnx")
+    with torch.no_grad(), _quiet():
+        torch.onnx.export(graph, (sample,), str(path), input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+                          opset_version=ONNX_OPSET, dynamo=False)
+
+
+def export_tflite(graph: ExportGraph, sample: torch.Tensor, path: Path) -> None:
+    """Write ``graph`` as a float32 TFLite model with litert-torch."""
+    litert_torch = _require("litert_torch", "tflite")
+    with _quiet():
+        litert_torch.convert(graph, (sample,)).export(str(path))
+
+
+def _quantizer(scaling: str, scorer_type: type) -> Any:
+    """litert-torch's PT2E quantiser: static int8 everywhere but the scorer, fixed input qparams.
+
+    Works around two things in litert-torch 0.10 with torch 2.14: its module-type filter compares
+    classes while torch's ``nn_module_stack`` now records qualified names, and the input observer
+    must be fixed to the declared input range (scale (hi - lo) / 255, zero point -128) so every
+    representable input maps to int8 without clipping.
+    """
+    pq = _require("litert_torch.quantize.pt2e_quantizer", "tflite-int8")
+    from torchao.quantization.pt2e.quantizer import FixedQParamsQuantizationSpec
+
+    def type_filter(tp: type):
+        names = {tp, f"{tp.__module__}.{tp.__qualname__}"}
+        return lambda n: any(t in names for _, t in n.meta.get("nn_module_stack", {}).values())
+
+    pq._get_module_type_filter = type_filter
+    lo, hi = SCALINGS[scaling]
+    scale = (hi - lo) / 255.0
+    zero_point = int(round(-128 - lo / scale))
+
+    class InputFixedQuantizer(pq.PT2EQuantizer):
+        def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+            model = super().annotate(model)
+            image = [n for n in model.graph.nodes if n.op == "placeholder"][-1]
+            for user in image.users:
+                ann = user.meta.get("quantization_annotation")
+                if ann is not None:
+                    ann.input_qspec_map[image] = FixedQParamsQuantizationSpec(
+                        dtype=torch.int8, scale=scale, zero_point=zero_point, quant_min=-128, quant_max=127,
+                        qscheme=torch.per_tensor_affine)
+            return model
+
+    q = InputFixedQuantizer().set_global(pq.get_symmetric_quantization_config(is_per_channel=True,
+                                                                              is_dynamic=False))
+    q.set_module_type(scorer_type, None)
+    return q
+
+
+def export_tflite_int8(graph: ExportGraph, calibration: np.ndarray, scaling: str, path: Path) -> None:
+    """Write ``graph`` as TFLite with int8 input and an int8 backbone (scorer float), calibrated."""
+    litert_torch = _require("litert_torch", "tflite-int8")
+    from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    quantizer = _quantizer(scaling, type(graph.scoring))
+    sample = torch.from_numpy(calibration[:1])
+    with _quiet():
+        exported = torch.export.export(graph, (sample,), strict=True).module()
+        prepared = prepare_pt2e(exported, quantizer)
+        with torch.no_grad():
+            for i in range(len(calibration)):
+                prepared(torch.from_numpy(calibration[i:i + 1]))
+        converted = convert_pt2e(prepared, fold_quantize=False)
+        litert_torch.convert(converted, (sample,), quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(str(path))
+
+
+def write_exports(model: "AnomalyModel", out_dir: Path, formats: Sequence[str],
+                  calibration: np.ndarray | None = None) -> dict[str, Any]:
+    """Write the requested model files into ``out_dir``; returns their metadata entries."""
+    unknown = [f for f in formats if f not in FILES]
+    if unknown:
+        raise VadblocksError(f"unknown export format(s) {unknown}; choose from {', '.join(FORMATS)} or none")
+    if not formats:
+        return {}
+    h, w, c = model.input_shape
+    scaling = model.metadata.get("imageInputScaling", "0..1")
+    graph = ExportGraph(model).eval()
+    images = calibration if calibration is not None and len(calibration) else np.full((1, h, w, 3), 0.5, np.float32)
+    sample_np = to_input_scaling(images[:1], scaling, c)
+    sample = torch.from_numpy(sample_np)
+    gh, gw = model.grid_shape
+    entries: dict[str, Any] = {}
+    for fmt in formats:
+        path = out_dir / FILES[fmt]
+        t0 = time.perf_counter()
+        if fmt == "onnx":
+            export_onnx(graph, sample, path)
+        elif fmt == "tflite":
+            export_tflite(graph, sample, path)
+        else:
+            step = max(1, len(images) // CALIBRATION_IMAGES)
+            export_tflite_int8(graph, to_input_scaling(images[::step][:CALIBRATION_IMAGES], scaling, c), scaling, path)
+        entries[fmt] = {
+            "file": FILES[fmt],
+            "input": {"name": INPUT_NAME, "shape": [1, h, w, c], "dtype": "int8" if fmt == "tflite-int8" else "float32",
+                      "scaling": scaling},
+            "outputs": [{"name": "grid", "shape": [1, gh, gw], "dtype": "float32"},
+                        {"name": "score", "shape": [1], "dtype": "float32"}],
+            "bytes": os.path.getsize(path),
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
+    return entries
