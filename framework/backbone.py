@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Iterable, Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
 from framework.errors import VadblocksError
-from framework.params import Param
+from framework.params import Param, bind_params
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -45,11 +45,7 @@ class Backbone:
     min_input_size: ClassVar[int] = 32
 
     def __init__(self, **params: Any) -> None:
-        declared = {p.attr: p for p in self.parameters}
-        unknown = set(params) - set(declared)
-        if unknown:
-            raise VadblocksError(f"backbone {self.name!r} has no parameter(s) {sorted(unknown)}")
-        self.params = {a: (p.parse(params[a]) if a in params else p.default) for a, p in declared.items()}
+        self.params = bind_params("backbone", self.name, self.parameters, params)
 
     def check_input_size(self, height: int, width: int) -> None:
         """Raise a clear error unless the input size suits this backbone (multiple of 8)."""
@@ -80,6 +76,16 @@ class Backbone:
         (offline wheel first where available, else torchvision's download/cache).
         """
         raise NotImplementedError
+
+
+def tap_features(layers: Iterable[nn.Module], x: torch.Tensor, cuts: tuple[int, ...]) -> list[torch.Tensor]:
+    """Run ``layers`` in order, keeping the output after each layer count listed in ``cuts``."""
+    outs = []
+    for i, layer in enumerate(layers):
+        x = layer(x)
+        if i + 1 in cuts:
+            outs.append(x)
+    return outs
 
 
 def load_state_by_position(module: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:

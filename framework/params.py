@@ -174,6 +174,15 @@ class Param:
         return [f"--{self.name}", str(value)]
 
 
+def bind_params(kind: str, name: str, declared: Iterable[Param], values: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate keyword ``values`` (snake_case) against a plugin's declarations; fill in defaults."""
+    by_attr = {p.attr: p for p in declared}
+    unknown = set(values) - set(by_attr)
+    if unknown:
+        raise VadblocksError(f"{kind} {name!r} has no parameter(s) {sorted(unknown)}")
+    return {a: (p.parse(values[a]) if a in values else p.default) for a, p in by_attr.items()}
+
+
 def _fmt(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 

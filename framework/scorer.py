@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from framework.errors import VadblocksError
-from framework.params import Param
+from framework.params import Param, bind_params
 
 Features = Sequence[torch.Tensor]  # one (N, C_l, H_l, W_l) float32 tensor per level, stride 8 first
 
@@ -31,11 +31,7 @@ class Scorer:
     verbose: bool = False  # the framework sets it to show progress bars during fit
 
     def __init__(self, **params: Any) -> None:
-        declared = {p.attr: p for p in self.parameters}
-        unknown = set(params) - set(declared)
-        if unknown:
-            raise VadblocksError(f"scorer {self.name!r} has no parameter(s) {sorted(unknown)}")
-        self.params = {a: (p.parse(params[a]) if a in params else p.default) for a, p in declared.items()}
+        self.params = bind_params("scorer", self.name, self.parameters, params)
         self._module: nn.Module | None = None
 
     # -- to implement -------------------------------------------------------------------

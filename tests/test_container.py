@@ -25,6 +25,8 @@ from tests.conftest import invoke
 
 ROOT = Path(__file__).resolve().parents[1]
 TAG = "vadblocks-test:latest"
+MODEL_FILES = sorted(["anomaly_metadata.json", "backbone.npz", "scorer_state.npz", "model.onnx", "model.tflite",
+                      "model_quantized_int8_io.tflite"])
 pytestmark = pytest.mark.docker
 
 
@@ -56,8 +58,9 @@ def test_container_output_matches_in_process(image, small_data, tmp_path, regist
     out = tmp_path / "out"
     code, log = run_block(small_data["edge-impulse"], out, **{"scoring-function": scorer, "sampling-ratio": "0.2"})
     assert code == 0, log
-    assert sorted(p.name for p in out.iterdir()) == ["anomaly_metadata.json", "backbone.npz", "scorer_state.npz"]
+    assert sorted(p.name for p in out.iterdir()) == MODEL_FILES
     meta = json.loads((out / "anomaly_metadata.json").read_text())
+    assert set(meta["exports"]) == {"onnx", "tflite", "tflite-int8"}
     model = train(load_dataset(small_data["edge-impulse"]),
                   resolve(registry, {"scoring-function": scorer, "sampling-ratio": 0.2}), progress=False)
     assert meta["scorer"] == scorer and meta["gridSize"] == list(model.grid_shape)

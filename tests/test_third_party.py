@@ -23,7 +23,8 @@ from framework.scaffold import init_scorer
 from tests.conftest import invoke
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL_FILES = ["anomaly_metadata.json", "backbone.npz", "scorer_state.npz"]
+MODEL_FILES = ["anomaly_metadata.json", "backbone.npz", "scorer_state.npz"]  # in-process: VADBLOCKS_EXPORT=none
+CONTAINER_FILES = sorted(MODEL_FILES + ["model.onnx", "model.tflite", "model_quantized_int8_io.tflite"])
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +101,7 @@ def exercise(py: Path, scorer: str, dist: str, small_data, tmp: Path, extra_para
     code = runner.run(block, small_data["edge-impulse"], tmp / "out", {"scoring-function": scorer}, tag=tag,
                       log=lines.append)
     assert code == 0, "\n".join(lines)
-    assert sorted(p.name for p in (tmp / "out").iterdir()) == MODEL_FILES
+    assert sorted(p.name for p in (tmp / "out").iterdir()) == CONTAINER_FILES
     ours = json.loads((tmp / "m" / "anomaly_metadata.json").read_text())
     theirs = json.loads((tmp / "out" / "anomaly_metadata.json").read_text())
     assert set(theirs) == set(ours) and theirs["scorer"] == scorer and theirs["gridSize"] == [12, 12]
@@ -126,7 +127,7 @@ def test_scaffolded_scorer_end_to_end(venv, small_data, tmp_path, docker_client)
                            "--data-directory", "/data", "--out-directory", "/out", "--scoring-function", "acme"],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert sorted(p.name for p in out.iterdir()) == MODEL_FILES
+    assert sorted(p.name for p in out.iterdir()) == CONTAINER_FILES
 
 
 def test_example_padim_package_end_to_end(venv, small_data, tmp_path, docker_client):

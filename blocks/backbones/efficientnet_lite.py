@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from framework import hookimpl
-from framework.backbone import Backbone, FeatureLevel, load_weights_file
+from framework.backbone import Backbone, FeatureLevel, load_weights_file, tap_features
 from framework.errors import VadblocksError
 from framework.weights import wheel_file
 
@@ -66,13 +66,7 @@ class EfficientNetLite0Features(nn.Module):
         self.act = nn.ReLU6()
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.act(self._bn0(self._conv_stem(x)))
-        outs = []
-        for i, block in enumerate(self._blocks):
-            x = block(x)
-            if i + 1 in self.cuts:
-                outs.append(x)
-        return outs
+        return tap_features(self._blocks, self.act(self._bn0(self._conv_stem(x))), self.cuts)
 
 
 class EfficientNetLite0(Backbone):

@@ -11,7 +11,7 @@ from torch import nn
 from framework import hookimpl
 from torchvision.models._utils import _make_divisible
 
-from framework.backbone import Backbone, FeatureLevel, load_state_by_position, load_weights_file
+from framework.backbone import Backbone, FeatureLevel, load_state_by_position, load_weights_file, tap_features
 from framework.errors import VadblocksError
 from framework.weights import torchvision_state, wheel_file
 
@@ -33,12 +33,7 @@ class MobileNetV2Features(nn.Module):
         self.features = full[: self.cuts[-1]]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        outs = []
-        for i, layer in enumerate(self.features):
-            x = layer(x)
-            if i + 1 in self.cuts:
-                outs.append(x)
-        return outs
+        return tap_features(self.features, x, self.cuts)
 
 
 class MobileNetV2(Backbone):
