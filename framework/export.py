@@ -79,10 +79,35 @@ def _require(module: str, fmt: str) -> Any:
 
 @contextlib.contextmanager
 def _quiet():
-    """Silence the converters' progress chatter (they print to stdout/stderr)."""
-    sink = io.StringIO()
-    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-        yield
+    """Silence the converters' chatter, which native code writes straight to file descriptors 1 and 2.
+
+    On an error the captured output is attached to the exception message.
+    """
+    import sys
+    import tempfile
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                yield
+        except VadblocksError:
+            raise
+        except Exception as exc:
+            sink.seek(0)
+            tail = sink.read().decode(errors="replace")[-1500:]
+            raise VadblocksError(f"model conversion failed: {type(exc).__name__}: {exc}\n{tail}") from exc
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
 
 
 def export_onnx(graph: ExportGraph, sample: torch.Tensor, path: Path) -> None:
@@ -95,8 +120,8 @@ def export_onnx(graph: ExportGraph, sample: torch.Tensor, path: Path) -> None:
 
 def export_tflite(graph: ExportGraph, sample: torch.Tensor, path: Path) -> None:
     """Write ``graph`` as a float32 TFLite model with litert-torch."""
-    litert_torch = _require("litert_torch", "tflite")
     with _quiet():
+        litert_torch = _require("litert_torch", "tflite")
         litert_torch.convert(graph, (sample,)).export(str(path))
 
 
@@ -140,13 +165,13 @@ def _quantizer(scaling: str, scorer_type: type) -> Any:
 
 def export_tflite_int8(graph: ExportGraph, calibration: np.ndarray, scaling: str, path: Path) -> None:
     """Write ``graph`` as TFLite with int8 input and an int8 backbone (scorer float), calibrated."""
-    litert_torch = _require("litert_torch", "tflite-int8")
-    from litert_torch.quantize.quant_config import QuantConfig
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
-    quantizer = _quantizer(scaling, type(graph.scoring))
     sample = torch.from_numpy(calibration[:1])
     with _quiet():
+        litert_torch = _require("litert_torch", "tflite-int8")
+        from litert_torch.quantize.quant_config import QuantConfig
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+        quantizer = _quantizer(scaling, type(graph.scoring))
         exported = torch.export.export(graph, (sample,), strict=True).module()
         prepared = prepare_pt2e(exported, quantizer)
         with torch.no_grad():
