@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -168,8 +169,6 @@ def _dist_name(wheel: Path) -> str:
 
 
 def _req_name(req: str) -> str:
-    import re
-
     return _norm(re.split(r"[<>=!~\[; ]", req, maxsplit=1)[0])
 
 

@@ -11,7 +11,6 @@ import torch
 import blocks.scorers.patchcore as patchcore
 from framework.data import load_dataset
 from framework.demo_data import TEXTURES, make_demo_dataset
-from framework.errors import VadblocksError
 from framework.export import FILES
 from framework.metrics import evaluate
 from framework.params import resolve
