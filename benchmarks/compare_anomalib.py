@@ -1,0 +1,168 @@
+"""vadblocks PatchCore side by side with anomalib 2.7's PatchCore, same backbone, data and settings.
+
+    python benchmarks/compare_anomalib.py --data-directory demo/data [--categories a,b] [--json F]
+                                          [--repeats 3] [--threads 1] [--anomalib-python PY]
+
+DIR is a folder-layout root with one sub-folder per category (train/good, test/*, ground_truth/*).
+anomalib runs in its own virtual environment (benchmarks/.anomalib-venv, created on first use with
+the same pinned torch/torchvision), driven directly by _anomalib_worker.py (no Lightning overhead).
+Both sides use torchvision's MobileNetV2 with the same ImageNet weights, features.6 + features.13,
+3x3 neighbourhood pooling, a 10 % coreset and 9 neighbours, 96x96 input, one torch thread. Every
+measurement runs in a fresh process (peak RSS = that process's VmHWM), the two sides alternate,
+and the medians of --repeats runs are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+VENV = HERE / ".anomalib-venv"
+KEYS = ("image_auroc", "pixel_auroc", "fit_s", "latency_b1_ms", "latency_b32_ms", "peak_rss_mb", "memory_bank")
+RATIOS = ("fit_s", "latency_b1_ms", "latency_b32_ms", "peak_rss_mb")
+
+
+def anomalib_python(given: str | None) -> str:
+    if given:
+        return given
+    py = VENV / "bin" / "python"
+    if not py.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "torch==2.14.1", "torchvision==0.29.1",
+                        "anomalib==2.7.0"], check=True)
+    return str(py)
+
+
+def vm_hwm_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def ours(category: str, threads: int) -> dict:
+    """vadblocks on one category (runs in a fresh process)."""
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(threads)
+    from framework.data import load_dataset
+    from framework.metrics import evaluate
+    from framework.params import resolve
+    from framework.pipeline import train
+    from framework.plugins import get_registry
+
+    ds = load_dataset(category, image_size=96)
+    cfg = resolve(get_registry(), {"scoring-function": "patchcore", "num-layers": 2, "pool-size": 3,
+                                   "sampling-ratio": 0.1, "num-nearest-neighbors": 9})
+    t0 = time.perf_counter()
+    model = train(ds, cfg, progress=False)
+    fit_s = time.perf_counter() - t0
+    result = evaluate(*model.predict(ds.test.images), ds.test, model.threshold)
+    one = ds.test.images[:1]
+    b32 = np.resize(ds.test.images, (32,) + ds.test.images.shape[1:])
+    for _ in range(10):
+        model.predict(one)
+    b1 = []
+    for _ in range(50):
+        t = time.perf_counter()
+        model.predict(one)
+        b1.append(time.perf_counter() - t)
+    model.predict(b32)
+    t32 = []
+    for _ in range(5):
+        t = time.perf_counter()
+        model.predict(b32)
+        t32.append((time.perf_counter() - t) / 32)
+    return {"image_auroc": result["image_auroc"], "pixel_auroc": result["pixel_auroc"], "fit_s": fit_s,
+            "latency_b1_ms": float(np.median(b1) * 1000), "latency_b32_ms": float(np.median(t32) * 1000),
+            "peak_rss_mb": vm_hwm_mb(), "memory_bank": int(model.scorer.bank.shape[0])}
+
+
+def shared_weights(path: Path) -> None:
+    """MobileNetV2 ``features`` weights exactly as vadblocks loads them, for the anomalib side."""
+    import torch
+    import torchvision
+
+    from framework.plugins import get_registry
+
+    bb = get_registry().backbone("mobilenetv2").cls()
+    module = bb.create_module(3)
+    bb.load_pretrained(module)
+    full = torchvision.models.mobilenet_v2(weights=None).features.state_dict()
+    loaded = list(module.features.state_dict().values())
+    torch.save({k: (loaded[i] if i < len(loaded) else v) for i, (k, v) in enumerate(full.items())}, path)
+
+
+def run_json(cmd: list[str]) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1", TQDM_DISABLE="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed with status {proc.returncode}:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def median_of(runs: list[dict]) -> dict:
+    return {k: (statistics.median(r[k] for r in runs) if runs[0][k] is not None else None) for k in KEYS}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-directory", default="demo/data")
+    ap.add_argument("--categories", default="")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--anomalib-python", default=None)
+    ap.add_argument("--_ours", default=None, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a._ours:
+        print(json.dumps(ours(a._ours, a.threads)))
+        return
+    root = Path(a.data_directory)
+    cats = a.categories.split(",") if a.categories else sorted(
+        d.name for d in root.iterdir() if (d / "train" / "good").is_dir())
+    py = anomalib_python(a.anomalib_python)
+    weights = Path(tempfile.mkdtemp()) / "mobilenetv2_features.pt"
+    shared_weights(weights)
+    out: dict = {"categories": {}, "threads": a.threads, "repeats": a.repeats}
+    for cat in cats:
+        runs: dict[str, list[dict]] = {"ours": [], "anomalib": []}
+        for _ in range(a.repeats):  # alternate the two sides
+            runs["ours"].append(run_json([sys.executable, __file__, "--threads", str(a.threads),
+                                          "--_ours", str(root / cat)]))
+            runs["anomalib"].append(run_json([py, str(HERE / "_anomalib_worker.py"), "--category", str(root / cat),
+                                              "--weights", str(weights), "--threads", str(a.threads)]))
+        out["categories"][cat] = {side: median_of(r) for side, r in runs.items()}
+        print(f"{cat}: {json.dumps(out['categories'][cat])}", file=sys.stderr, flush=True)
+    for side in ("ours", "anomalib"):
+        out[side] = {k: (statistics.mean(out["categories"][c][side][k] for c in cats)
+                         if out["categories"][cats[0]][side][k] is not None else None) for k in KEYS}
+    out["ratios"] = {k: out["ours"][k] / out["anomalib"][k] for k in RATIOS}
+    out["image_auroc_diff"] = out["ours"]["image_auroc"] - out["anomalib"]["image_auroc"]
+    print(f"threads: {a.threads}; medians of {a.repeats} alternating runs; 96x96; MobileNetV2 features.6+13; "
+          "10 % coreset; 9 neighbours\n")
+    print("| category | side | image AUROC | pixel AUROC | fit s | b1 ms | b32 ms/img | peak RSS MB | bank |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for cat in cats + ["mean"]:
+        for side in ("ours", "anomalib"):
+            r = out[side] if cat == "mean" else out["categories"][cat][side]
+            pix = "n/a" if r["pixel_auroc"] is None else f"{r['pixel_auroc']:.3f}"
+            print(f"| {cat} | {side} | {r['image_auroc']:.3f} | {pix} | {r['fit_s']:.2f} | {r['latency_b1_ms']:.2f} | "
+                  f"{r['latency_b32_ms']:.2f} | {r['peak_rss_mb']:.0f} | {r['memory_bank']:.0f} |")
+    print("\nratios ours/anomalib: " + ", ".join(f"{k} {v:.2f}" for k, v in out["ratios"].items())
+          + f"; image AUROC diff {out['image_auroc_diff']:+.4f}")
+    if a.json:
+        Path(a.json).write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
