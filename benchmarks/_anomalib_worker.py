@@ -74,7 +74,8 @@ def main() -> None:
     model.feature_extractor.eval()  # frozen backbone, as anomalib intends
     for i in range(0, len(train), 32):
         model(batch(train[i:i + 32]))
-    model.subsample_embedding(a.ratio)
+    with torch.no_grad():  # Lightning calls fit() outside autograd too
+        model.subsample_embedding(a.ratio)
     fit_s = time.perf_counter() - t0
     model.eval()
     with torch.no_grad():
