@@ -132,22 +132,20 @@ def test_unknown_export_format(small_data, tmp_path):
 
 
 @pytest.mark.slow
-def test_int8_model_accuracy_on_the_demo_data(tmp_path_factory, registry):
-    """int8 input + quantised backbone (scorer float): AUROC drop per texture, as measured."""
+@pytest.mark.parametrize("scorer", ["patchcore", "gmm"])
+def test_int8_model_keeps_auroc_within_002_on_the_demo_data(tmp_path_factory, registry, scorer):
+    """int8 input + quantised backbone (scorer float) vs the float model, per demo texture."""
     root = tmp_path_factory.getbasetemp() / "demo"
     if not (root / "gravel-ei").exists():
         make_demo_dataset(root)
-    drops = {}
     for texture in TEXTURES:
         ds = load_dataset(root / f"{texture}-ei")
         test = load_dataset(root / texture).test
-        model = train(ds, resolve(registry, {}), progress=False)
+        model = train(ds, resolve(registry, {"scoring-function": scorer}), progress=False)
         out = tmp_path_factory.mktemp("int8") / texture
         model.save(out, ["tflite-int8"], calibration=ds.train.images)
         runtime = open_runtime(out, "tflite-int8", model=model)
         assert runtime.input["dtype"] == np.int8 and runtime.grid_out["dtype"] == np.float32
         f = evaluate(*model.predict(test.images), test, model.threshold)["image_auroc"]
         q = evaluate(*runtime.predict(test.images), test, model.threshold)["image_auroc"]
-        drops[texture] = f - q
-    assert max(drops.values()) <= 0.08 and np.mean(list(drops.values())) <= 0.04, drops
-    assert sorted(drops.values())[1] <= 0.02, drops  # the 0.02 target holds on two of three textures
+        assert q >= f - 0.02, (texture, f, q)
