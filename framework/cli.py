@@ -187,9 +187,11 @@ def _export_formats(text: str) -> tuple[str, ...]:
     return formats
 
 
-RUNTIME_OPTION = click.option("--runtime", default="torch", show_default=True,
-                              type=click.Choice(["torch", "onnx", "tflite", "tflite-int8"]),
-                              help="Run the model in-process (torch) or through one of its exported files.")
+RUNTIME_OPTION = click.option("--runtime", default="auto", show_default=True,
+                              type=click.Choice(["auto", "torch", "onnx", "tflite", "tflite-int8"]),
+                              help="Run the model with torch or through one of its exported files, in this "
+                                   "process; auto = model.onnx through ONNX Runtime when both are there "
+                                   "(about 3x faster at one thread), else torch.")
 
 
 @cli.command(name="test")

@@ -52,6 +52,16 @@ def _crop(tex: np.ndarray, rng: np.random.Generator, size: int) -> np.ndarray:
     return np.asarray(im, dtype=np.float32) / 255.0
 
 
+def normal_crops(texture: str, n: int, size: int = 96, seed: int = 0) -> np.ndarray:
+    """``n`` normal crops ``(n, size, size, 3)`` of ``texture``, drawn independently of the demo dataset.
+
+    For training sets of any size (benchmarks/scaling.py); the demo's own test split still applies.
+    """
+    rng = np.random.default_rng([seed, 1000 + (TEXTURES.index(texture) if texture in TEXTURES else 99)])
+    tex = _texture(texture)
+    return np.stack([_crop(tex, rng, size) for _ in range(n)])
+
+
 def _soft_mask(size: int, draw_fn, blur: float) -> np.ndarray:
     """Draw at 4x resolution, downsample (antialiasing) and blur; returns alpha in 0..1."""
     big = Image.new("L", (size * 4, size * 4), 0)

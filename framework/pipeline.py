@@ -6,7 +6,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ SCORER_STATE_FILE = "scorer_state.npz"
 BACKBONE_STATE_FILE = "backbone.npz"
 FORMAT_VERSION = 1
 BATCH_SIZE = 32
+FEATURE_CACHE_BYTES = 1 << 30  # training features kept between the fit and threshold passes
 
 
 class FeatureExtractor(nn.Module):
@@ -167,12 +168,12 @@ def train(dataset: Dataset, config: BlockConfig | None = None, *, registry: Regi
     weights_source = backbone.load_pretrained(module, weights)
     extractor = FeatureExtractor(module, backbone.mean, backbone.std).eval()
     model = AnomalyModel(backbone, scorer, extractor, config, (h, w, c), threshold=0.0)
-    feats = model.features(dataset.train.images, progress=progress)
-    t1 = time.perf_counter()
+    stream = FeatureStream(model, dataset.train.images, progress)
     scorer.verbose = progress
-    scorer.fit(feats)
+    scorer.fit_batches(stream.first_pass())
+    t1 = time.perf_counter()
+    train_scores = scorer.training_scores_batches(stream.second_pass())
     t2 = time.perf_counter()
-    train_scores = scorer.training_scores(feats)
     model.threshold = float(np.max(train_scores))
     gh, gw = model.grid_shape
     model.metadata = {
@@ -189,13 +190,42 @@ def train(dataset: Dataset, config: BlockConfig | None = None, *, registry: Regi
         "backboneWeights": weights_source,
         "normalization": {"mean": list(backbone.mean), "std": list(backbone.std)},
         "numTrainImages": int(len(dataset.train)),
-        "timings": {"featuresSeconds": round(t1 - t0, 3), "fitSeconds": round(t2 - t1, 3)},
+        "timings": {"fitSeconds": round(t1 - t0, 3), "thresholdSeconds": round(t2 - t1, 3)},
         "plugins": {
             "scorer": _dist(registry.scorer(config.scorer)),
             "backbone": _dist(registry.backbone(config.backbone)),
         },
     }
     return model
+
+
+class FeatureStream:
+    """The training set's feature batches, streamed twice: for fitting, then for training scores.
+
+    Batches of the first pass are kept for the second while they total at most
+    ``FEATURE_CACHE_BYTES``; beyond that the second pass extracts them again, so memory stays
+    bounded for any number of training images.
+    """
+
+    def __init__(self, model: AnomalyModel, images: np.ndarray, progress: bool) -> None:
+        self.model, self.images, self.progress = model, images, progress
+        self._cache: list[list[torch.Tensor]] | None = []
+
+    def first_pass(self) -> Iterator[list[torch.Tensor]]:
+        size = 0
+        for feats in self.model._batches(self.images, self.progress, "features"):
+            if self._cache is not None:
+                size += sum(f.numel() * f.element_size() for f in feats)
+                if size <= FEATURE_CACHE_BYTES:
+                    self._cache.append(feats)
+                else:
+                    self._cache = None
+            yield feats
+
+    def second_pass(self) -> Iterable[list[torch.Tensor]]:
+        if self._cache is not None:
+            return self._cache
+        return self.model._batches(self.images, self.progress, "threshold")
 
 
 def _dist(entry: Any) -> dict[str, str]:

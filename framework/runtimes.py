@@ -10,7 +10,7 @@ import numpy as np
 from framework.errors import VadblocksError
 from framework.export import FILES, INPUT_NAME, to_input_scaling
 
-RUNTIMES = ("torch", "onnx", "tflite", "tflite-int8")
+RUNTIMES = ("auto", "torch", "onnx", "tflite", "tflite-int8")
 
 
 class Runtime(Protocol):
@@ -81,8 +81,25 @@ class LiteRTRuntime(_FileRuntime):
                 self.interpreter.get_tensor(self.score_out["index"]).copy())
 
 
-def open_runtime(model_dir: str | Path, runtime: str = "torch", threads: int = 1, model: Any = None) -> Runtime:
-    """A runtime for a trained model directory: ``torch`` (in-process) or one of its exported files.
+def resolve_runtime(model_dir: str | Path, runtime: str = "auto") -> str:
+    """``auto`` -> ``onnx`` when ``model_dir`` has model.onnx and onnxruntime is installed, else ``torch``.
+
+    The exported graph through ONNX Runtime is the fastest float path measured on x86 CPUs
+    (docs/benchmarks.md) and matches torch within 1e-4; other names pass through unchanged.
+    """
+    if runtime != "auto":
+        return runtime
+    if not (Path(model_dir) / FILES["onnx"]).is_file():
+        return "torch"
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return "torch"
+    return "onnx"
+
+
+def open_runtime(model_dir: str | Path, runtime: str = "auto", threads: int = 1, model: Any = None) -> Runtime:
+    """A runtime for a trained model directory: torch, one of its exported files, or ``auto``.
 
     ``model``: the already loaded :class:`~framework.pipeline.AnomalyModel` of ``model_dir``, if any.
     """
@@ -91,6 +108,7 @@ def open_runtime(model_dir: str | Path, runtime: str = "torch", threads: int = 1
     if runtime not in RUNTIMES:
         raise VadblocksError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
     model = model or AnomalyModel.load(model_dir)
+    runtime = resolve_runtime(model_dir, runtime)
     if runtime == "torch":
         return model
     if runtime == "onnx":

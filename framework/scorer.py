@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -47,6 +47,14 @@ class Scorer:
         """Learn from feature maps of normal images only; return self."""
         raise NotImplementedError
 
+    def fit_batches(self, batches: Iterable[Features]) -> "Scorer":
+        """Learn from a stream of feature-map batches (the training set in order); return self.
+
+        The framework trains through this method. The default concatenates the batches and calls
+        :meth:`fit`; scorers that can learn with bounded memory (PatchCore) override it.
+        """
+        return self.fit(concat_batches(batches))
+
     def build_scoring_module(self) -> nn.Module:
         """A torch module: list of feature maps -> ``(grid (N, G, G), image_score (N,))``."""
         raise NotImplementedError
@@ -90,9 +98,21 @@ class Scorer:
         """
         return self.predict(features)[1]
 
+    def training_scores_batches(self, batches: Iterable[Features]) -> np.ndarray:
+        """:meth:`training_scores` over the stream :meth:`fit_batches` was given (default: concatenated)."""
+        return self.training_scores(concat_batches(batches))
+
     def score(self, features: Features) -> np.ndarray:
         """Per-cell anomaly grid ``(N, G, G)``."""
         return self.predict(features)[0]
+
+
+def concat_batches(batches: Iterable[Features]) -> list[torch.Tensor]:
+    """Concatenate a stream of feature-map batches level by level."""
+    batches = list(batches)
+    if not batches:
+        raise VadblocksError("no images to score (empty feature batch)")
+    return [torch.cat([b[i] for b in batches]) for i in range(len(batches[0]))]
 
 
 def check_features(features: Features, levels: int) -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from blocks.scorers.patchcore import PatchCore, embed, greedy_coreset
+from blocks.scorers.patchcore import PatchCore, embed
 from framework.errors import VadblocksError
 
 
@@ -23,27 +23,6 @@ def test_grid_is_width_over_8(size):
     assert pc.grid_size(size) == size // 8
     assert grid.shape == (3, size // 8, size // 8) and score.shape == (3,)
     assert grid.dtype == np.float32 and np.isfinite(grid).all()
-
-
-def test_coreset_is_deterministic_k_center():
-    g = torch.Generator().manual_seed(3)
-    pts = torch.randn(2000, 2, generator=g) * torch.tensor([1.0, 0.2])
-    a = greedy_coreset(pts, 100, seed=0, progress=False)
-    assert torch.equal(a, greedy_coreset(pts, 100, seed=0, progress=False))
-    assert len(set(a.tolist())) == 100
-    # exact greedy k-center (low dimension: no projection), from the same start
-    p = pts.double().numpy()
-    ref, mind = [int(a[0])], np.full(len(p), np.inf)
-    for _ in range(99):
-        mind = np.minimum(mind, ((p - p[ref[-1]]) ** 2).sum(1))
-        ref.append(int(mind.argmax()))
-    assert a.tolist() == ref
-
-    def radius(idx):
-        return torch.cdist(pts, pts[idx]).min(1).values.max().item()
-
-    rand = torch.randperm(2000, generator=g)[:100]
-    assert radius(a) < 0.8 * radius(rand)  # k-center covers far better than a random subset
 
 
 def test_scores_match_a_brute_force_reference():

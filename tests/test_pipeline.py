@@ -12,6 +12,7 @@ from framework.demo_data import TEXTURES, make_demo_dataset
 from framework.metrics import evaluate
 from framework.params import resolve
 from framework.pipeline import AnomalyModel, train
+from framework.plugins import get_registry
 from tests.conftest import invoke
 
 
@@ -41,6 +42,35 @@ def test_threshold_is_max_training_score(small_data, model_dir):
     model = AnomalyModel.load(model_dir)
     feats = model.features(load_dataset(small_data["edge-impulse"]).train.images)
     assert model.threshold == pytest.approx(float(model.scorer.training_scores(feats).max()), rel=1e-6)
+
+
+def test_streamed_training_is_memory_bounded_and_matches(small_data, monkeypatch):
+    """Re-extracting features for the threshold pass (cache off) and a two-stage coreset both work."""
+    import blocks.scorers.patchcore as patchcore
+    import framework.pipeline as pipeline
+
+    ds = load_dataset(small_data["edge-impulse"])
+    cfg = resolve(get_registry(), {"sampling-ratio": 0.2})
+    cached = train(ds, cfg, progress=False)
+    monkeypatch.setattr(pipeline, "FEATURE_CACHE_BYTES", 0)
+    streamed = train(ds, cfg, progress=False)
+    assert streamed.threshold == pytest.approx(cached.threshold, rel=1e-6)
+    assert torch_equal(streamed.scorer.bank, cached.scorer.bank)
+    assert cached.scorer.coreset_stats["chunks"] == 1  # 40 images x 144 patches: the exact coreset
+    monkeypatch.setattr(patchcore, "CHUNK_PATCHES", 1000)  # 5760 patches -> two stages
+    two = train(ds, cfg, progress=False)
+    stats = two.scorer.coreset_stats
+    assert stats["chunks"] > 1 and len(two.scorer.bank) == stats["bank"] <= stats["union"]
+    assert len(two.scorer.bank) <= round(0.2 * 40 * 144) + stats["chunks"]
+    assert evaluate(*two.predict(ds.test.images), ds.test, two.threshold)["image_auroc"] > 0.9
+    meta_dir = two.save(small_data["edge-impulse"].parent / "two-stage-model")
+    meta = json.loads((meta_dir / "anomaly_metadata.json").read_text())
+    assert meta["scorerState"]["coreset"]["chunks"] == stats["chunks"]
+    assert set(meta["timings"]) == {"fitSeconds", "thresholdSeconds"}
+
+
+def torch_equal(a, b) -> bool:
+    return a.shape == b.shape and bool((a == b).all())
 
 
 def test_test_json_shape_and_values(small_data, model_dir):

@@ -9,23 +9,22 @@ most anomalous patch to the nearest bank entry's neighbourhood).
 
 from __future__ import annotations
 
-import math
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
+from blocks.scorers.coreset import StreamingCoreset
 from framework import hookimpl
 from framework.errors import VadblocksError
 from framework.params import Param
 from framework.scorer import Features, Scorer, check_features
 
-PROJECTION_DIM = 128
-DISTANCE_CHUNK = 4096  # rows of a pairwise distance block
+CHUNK_PATCHES = 32768  # stage-1 coreset chunk: up to 2x this many training patches get the exact coreset
 BANK_CHUNK = 8192  # bank entries scored at once: bounds scoring memory to HW x 8192 floats per image
+BLOCK_ELEMENTS = 1 << 21  # in-process distance blocks (patches x bank entries) stay within 8 MB
 
 
 def embed(features: Features, num_levels: int, pool_size: int) -> torch.Tensor:
@@ -45,83 +44,74 @@ def embed(features: Features, num_levels: int, pool_size: int) -> torch.Tensor:
     return torch.cat(maps, dim=1)
 
 
-def squared_distances(x: torch.Tensor, y: torch.Tensor, y_sq: torch.Tensor | None = None) -> torch.Tensor:
-    """``|x - y|^2`` for all row pairs by matmul (``|x|^2 + |y|^2 - 2 x.y``), clamped at 0."""
-    if y_sq is None:
-        y_sq = (y * y).sum(-1)
-    d = (x * x).sum(-1, keepdim=True) + y_sq - 2.0 * x @ y.transpose(-1, -2)
-    return d.clamp_min(0.0)
-
-
-def greedy_coreset(points: torch.Tensor, n_select: int, seed: int, progress: bool = True) -> torch.Tensor:
-    """Indices of a greedy k-center coreset of ``points`` (approximate: run on a random projection)."""
-    n, dim = points.shape
-    gen = torch.Generator().manual_seed(seed)
-    if dim > PROJECTION_DIM:
-        proj = torch.randn(dim, PROJECTION_DIM, generator=gen) / math.sqrt(PROJECTION_DIM)
-        points = points @ proj
-    sq = (points * points).sum(1)
-    selected = torch.empty(n_select, dtype=torch.long)
-    idx = torch.randint(n, (1,), generator=gen)[0]
-    min_d = torch.full((n,), float("inf"))
-    for i in tqdm(range(n_select), desc="coreset", unit="pt", disable=not progress, mininterval=1.0,
-                  leave=False):
-        selected[i] = idx
-        d = sq + sq[idx] - 2.0 * (points @ points[idx])
-        torch.minimum(min_d, d, out=min_d)
-        idx = torch.argmax(min_d)
-    return selected
+def patches_of(features: Features, num_levels: int, pool_size: int) -> torch.Tensor:
+    """Patch features ``(N, H*W, C)`` of a batch of feature maps."""
+    emb = embed(features, num_levels, pool_size)
+    n, c, h, w = emb.shape
+    return emb.permute(0, 2, 3, 1).reshape(n, h * w, c)
 
 
 class PatchCoreModule(nn.Module):
-    """Feature maps -> (grid of nearest-bank distances, reweighted image score)."""
+    """Feature maps -> (grid of nearest-bank distances, reweighted image score).
+
+    Distances are ``|x|^2 + min_m (|b_m|^2 - 2 x.b_m)``: one GEMM with the bias folded in
+    (``addmm`` -> ONNX Gemm) and one min-reduction per block; the nearest entry's index is
+    only looked up for the most anomalous patch, which the score reweighting needs.
+    """
 
     def __init__(self, bank: torch.Tensor, bank_knn: torch.Tensor, num_levels: int, pool_size: int) -> None:
         super().__init__()
         self.num_levels = num_levels
         self.pool_size = pool_size
-        self.register_buffer("bank", bank)
+        self.register_buffer("bank_t", bank.t().contiguous())  # (C, M)
         self.register_buffer("bank_sq", (bank * bank).sum(1))
         self.register_buffer("bank_knn", bank_knn)
 
-    def nearest(self, x: torch.Tensor, exclude: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Squared distance to, and index of, the nearest bank entry for each row of ``x`` (N, L, C).
+    def min_distances(self, x: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
+        """Squared distance from each patch of ``x`` (N, L, C) to its nearest bank entry, (N, L).
 
-        The bank is scanned in static chunks of ``BANK_CHUNK`` entries, so the distance block never
-        exceeds N x L x BANK_CHUNK floats whatever the bank size (also in exported graphs).
+        The bank is scanned in static chunks of ``BANK_CHUNK`` entries and the images in groups,
+        so a distance block never exceeds L x BANK_CHUNK floats per image (also in exported graphs).
+        ``exclude`` (N, M) bool leaves bank entries out per image.
         """
-        best_d = best_i = None
-        for start in range(0, self.bank.shape[0], BANK_CHUNK):
-            stop = min(start + BANK_CHUNK, self.bank.shape[0])
-            d2 = squared_distances(x, self.bank[start:stop], self.bank_sq[start:stop])  # (N, L, chunk)
-            if exclude is not None:
-                d2 = d2.masked_fill(exclude[:, None, start:stop], float("inf"))
-            d, i = d2.min(dim=-1)
-            i = i + start
-            if best_d is None:
-                best_d, best_i = d, i
-            else:
-                closer = d < best_d
-                best_d, best_i = torch.where(closer, d, best_d), torch.where(closer, i, best_i)
-        return best_d, best_i
+        n, l, c = x.shape
+        m = self.bank_t.shape[1]
+        group = max(1, BLOCK_ELEMENTS // (l * min(m, BANK_CHUNK)))
+        parts = []
+        for g in range(0, n, group):
+            rows = x[g:g + group].reshape(-1, c)
+            ng = rows.shape[0] // l
+            best = None
+            for start in range(0, m, BANK_CHUNK):
+                stop = min(start + BANK_CHUNK, m)
+                d = torch.addmm(self.bank_sq[start:stop], rows, self.bank_t[:, start:stop], alpha=-2.0)
+                if exclude is not None:
+                    d = d.view(ng, l, -1).masked_fill_(exclude[g:g + group, None, start:stop], float("inf"))
+                    d = d.view(ng * l, -1)
+                d = d.amin(dim=1)
+                best = d if best is None else torch.minimum(best, d)
+            parts.append(best.view(ng, l))
+        best = parts[0] if len(parts) == 1 else torch.cat(parts)
+        return (best + (x * x).sum(-1)).clamp_min(0.0)
 
     def forward(self, features: list[torch.Tensor],
                 exclude: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``exclude`` (N, M) bool masks bank entries per image (leave-one-out training scores)."""
-        emb = embed(features, self.num_levels, self.pool_size)
-        n, c, h, w = emb.shape
-        x = emb.permute(0, 2, 3, 1).reshape(n, h * w, c)
-        min_d2, nearest = self.nearest(x, exclude)
-        patch = min_d2.sqrt()
+        h, w = features[0].shape[-2:]
+        x = patches_of(features, self.num_levels, self.pool_size)
+        n, _, c = x.shape
+        patch = self.min_distances(x, exclude).sqrt()
         grid = patch.reshape(n, h, w)
         top, where = patch.max(dim=1)
         if self.bank_knn.shape[1] < 2:
             return grid, top
-        m_star = nearest.gather(1, where[:, None])[:, 0]
-        support = self.bank_knn[m_star]  # (N, k)
-        x_star = x.gather(1, where[:, None, None].expand(n, 1, c))  # (N, 1, C)
-        sup = self.bank[support]  # (N, k, C)
-        d_sup = squared_distances(x_star, sup, self.bank_sq[support][:, None, :])[:, 0].sqrt()
+        x_star = x.gather(1, where[:, None, None].expand(n, 1, c))[:, 0]  # (N, C)
+        d_star = torch.addmm(self.bank_sq, x_star, self.bank_t, alpha=-2.0)  # (N, M)
+        if exclude is not None:
+            d_star = d_star.masked_fill(exclude, float("inf"))
+        support = self.bank_knn[d_star.argmin(dim=1)]  # (N, k): nearest entry first, then its neighbours
+        sup = self.bank_t[:, support].permute(1, 2, 0)  # (N, k, C)
+        d_sup = (x_star[:, None, :] - sup).pow(2).sum(-1).sqrt()
         weight = 1.0 - torch.softmax(d_sup, dim=-1)[:, 0]
         return grid, weight * top
 
@@ -148,6 +138,7 @@ class PatchCore(Scorer):
         self.bank: torch.Tensor | None = None
         self.bank_knn: torch.Tensor | None = None
         self._bank_images: torch.Tensor | None = None  # training image index of each bank entry
+        self.coreset_stats: dict[str, Any] = {}
 
     def feature_levels(self) -> int:
         return self.params["num_layers"]
@@ -156,37 +147,55 @@ class PatchCore(Scorer):
         return input_size // 8
 
     def fit(self, features: Features) -> "PatchCore":
-        check_features(features, self.feature_levels())
+        return self.fit_batches([features])
+
+    def fit_batches(self, batches: Iterable[Features]) -> "PatchCore":
+        """Stream the training patches into the two-stage coreset (exact up to 2 chunks of patches)."""
+        stream = StreamingCoreset(self.params["sampling_ratio"], CHUNK_PATCHES, self.seed)
+        n_images = 0
         with torch.inference_mode():
-            emb = embed(features, self.feature_levels(), self.params["pool_size"])
-            patches = emb.permute(0, 2, 3, 1).reshape(-1, emb.shape[1]).contiguous()
-            n_select = max(1, min(len(patches), int(round(self.params["sampling_ratio"] * len(patches)))))
-            if n_select < len(patches):
-                chosen = greedy_coreset(patches, n_select, self.seed, self.verbose)
-            else:
-                chosen = torch.arange(len(patches))
-            bank = patches[chosen].clone()
-            self._bank_images = chosen // (emb.shape[2] * emb.shape[3])  # training image of each entry
-            self._set_bank(bank, bank_neighbours(bank, self.params["num_nearest_neighbors"]))
+            for features in batches:
+                check_features(features, self.feature_levels())
+                x = patches_of(features, self.feature_levels(), self.params["pool_size"])
+                n, l, c = x.shape
+                stream.add(x.reshape(n * l, c).numpy(), np.repeat(np.arange(n_images, n_images + n), l))
+                n_images += n
+        if not n_images:
+            raise VadblocksError("no images to fit (empty feature stream)")
+        bank, owners = stream.finish()
+        self.coreset_stats = stream.stats
+        bank = torch.from_numpy(np.ascontiguousarray(bank))
+        self._bank_images = torch.from_numpy(owners)
+        self._set_bank(bank, bank_neighbours(bank, self.params["num_nearest_neighbors"]))
         return self
 
     def training_scores(self, features: Features) -> np.ndarray:
+        return self.training_scores_batches([features])
+
+    def training_scores_batches(self, batches: Iterable[Features]) -> np.ndarray:
         """Leave-one-image-out scores: each training image is scored without its own bank entries.
 
         Scoring an image against patches memorised from itself gives distances near 0 and a
         threshold that every unseen normal image exceeds; excluding them estimates how
-        normal unseen images score.
+        normal unseen images score. ``batches`` must be the stream given to :meth:`fit_batches`.
         """
         owners = self._bank_images
-        if owners is None or int(owners.max()) + 1 != features[0].shape[0] or len(set(owners.tolist())) < 2:
-            return super().training_scores(features)
+        if owners is not None and len(torch.unique(owners)) < 2:
+            owners = None  # a single training image: nothing would be left to compare with
         module = self.scoring_module()
-        out = []
+        out, offset = [], 0
         with torch.inference_mode():
-            for i in range(0, features[0].shape[0], self.batch_size):
-                batch = [f[i:i + self.batch_size] for f in features]
-                ids = torch.arange(i, i + batch[0].shape[0])
-                out.append(module(batch, exclude=ids[:, None] == owners[None, :])[1].numpy())
+            for features in batches:
+                check_features(features, self.feature_levels())
+                for i in range(0, features[0].shape[0], self.batch_size):
+                    batch = [f[i:i + self.batch_size] for f in features]
+                    ids = torch.arange(offset, offset + batch[0].shape[0])
+                    exclude = None if owners is None else ids[:, None] == owners[None, :]
+                    out.append(module(batch, exclude=exclude)[1].numpy())
+                    offset += batch[0].shape[0]
+        if owners is not None and int(owners.max()) >= offset:
+            raise VadblocksError(f"training_scores got {offset} images but the bank was fitted on more; "
+                                 "pass the training set fit() saw")
         return np.concatenate(out)
 
     def _set_bank(self, bank: torch.Tensor, knn: torch.Tensor) -> None:
@@ -204,8 +213,8 @@ class PatchCore(Scorer):
         arrays = {"bank": self.bank.numpy(), "bank_knn": self.bank_knn.numpy()}
         if self._bank_images is not None:
             arrays["bank_images"] = self._bank_images.numpy()
-        return (arrays,
-                {"bank_size": int(self.bank.shape[0]), "feature_dim": int(self.bank.shape[1])})
+        return (arrays, {"bank_size": int(self.bank.shape[0]), "feature_dim": int(self.bank.shape[1]),
+                         "coreset": self.coreset_stats})
 
     def set_state(self, arrays: dict[str, np.ndarray], config: dict[str, Any]) -> "PatchCore":
         bank, knn = arrays.get("bank"), arrays.get("bank_knn")
@@ -220,14 +229,18 @@ class PatchCore(Scorer):
 
 def bank_neighbours(bank: torch.Tensor, k: int) -> torch.Tensor:
     """For each bank entry the indices of its ``k`` nearest bank entries, itself first."""
-    k = min(k, bank.shape[0])
+    m = bank.shape[0]
+    k = min(k, m)
     sq = (bank * bank).sum(1)
+    bank_t = bank.t().contiguous()
+    rows = max(1, BLOCK_ELEMENTS // m)
     out = []
-    for i in range(0, bank.shape[0], DISTANCE_CHUNK):
-        d = squared_distances(bank[i:i + DISTANCE_CHUNK], bank, sq)
-        rows = torch.arange(i, min(i + DISTANCE_CHUNK, bank.shape[0]))
-        d[torch.arange(len(rows)), rows] = -1.0  # itself first, even among duplicates
-        out.append(torch.topk(d, k, dim=1, largest=False).indices)
+    with torch.inference_mode():
+        for i in range(0, m, rows):
+            d = torch.addmm(sq, bank[i:i + rows], bank_t, alpha=-2.0)  # |b|^2 - 2 a.b: same order as |a - b|^2
+            own = torch.arange(i, min(i + rows, m))
+            d[torch.arange(len(own)), own] = -float("inf")  # itself first, even among duplicates
+            out.append(torch.topk(d, k, dim=1, largest=False).indices)
     return torch.cat(out)
 
 
