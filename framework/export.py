@@ -78,7 +78,7 @@ def _require(module: str, fmt: str) -> Any:
 
 
 @contextlib.contextmanager
-def _quiet():
+def quiet():
     """Silence the converters' chatter, which native code writes straight to file descriptors 1 and 2.
 
     On an error the captured output is attached to the exception message.
@@ -113,14 +113,14 @@ def _quiet():
 def export_onnx(graph: ExportGraph, sample: torch.Tensor, path: Path) -> None:
     """Write ``graph`` as ONNX with a fixed (1, H, W, C) input."""
     _require("onnx", "onnx")
-    with torch.no_grad(), _quiet():
+    with torch.no_grad(), quiet():
         torch.onnx.export(graph, (sample,), str(path), input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
                           opset_version=ONNX_OPSET, dynamo=False)
 
 
 def export_tflite(graph: ExportGraph, sample: torch.Tensor, path: Path) -> None:
     """Write ``graph`` as a float32 TFLite model with litert-torch."""
-    with _quiet():
+    with quiet():
         litert_torch = _require("litert_torch", "tflite")
         litert_torch.convert(graph, (sample,)).export(str(path))
 
@@ -166,7 +166,7 @@ def _quantizer(scaling: str, scorer_type: type) -> Any:
 def export_tflite_int8(graph: ExportGraph, calibration: np.ndarray, scaling: str, path: Path) -> None:
     """Write ``graph`` as TFLite with int8 input and an int8 backbone (scorer float), calibrated."""
     sample = torch.from_numpy(calibration[:1])
-    with _quiet():
+    with quiet():
         litert_torch = _require("litert_torch", "tflite-int8")
         from litert_torch.quantize.quant_config import QuantConfig
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e

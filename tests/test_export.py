@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from framework.export import FILES
 from framework.metrics import evaluate
 from framework.params import resolve
 from framework.pipeline import AnomalyModel, train
-from framework.runtimes import open_runtime
+from framework.runtimes import OnnxRuntime, open_runtime, resolve_runtime
 from tests.conftest import invoke, write_plugin_dist
 from tests.test_plugins import MEAN_SCORER
 
@@ -78,6 +79,20 @@ def test_cli_runtimes_give_the_same_format(exported, small_data):
     assert res["n_images"] == 16
     missing = invoke("predict", "--model-directory", out, img, "--runtime", "tflite-int8", ok=False).output
     assert "model_quantized_int8_io.tflite does not exist: train with --export including tflite-int8" in missing
+    default = json.loads(invoke("predict", "--model-directory", out, img, "--json").output)
+    assert default == by_runtime["tflite"]  # auto serves through the fastest export present
+
+
+def test_auto_runtime_prefers_exports_present(exported, tmp_path):
+    _, out = exported
+    assert resolve_runtime(out) == "tflite" and resolve_runtime(out, "torch") == "torch"
+    partial = tmp_path / "partial"
+    shutil.copytree(out, partial)
+    (partial / FILES["tflite"]).unlink()
+    assert resolve_runtime(partial) == "onnx"
+    assert isinstance(open_runtime(partial), OnnxRuntime)
+    (partial / FILES["onnx"]).unlink()
+    assert resolve_runtime(partial) == "torch" and isinstance(open_runtime(partial), AnomalyModel)
 
 
 def test_third_party_scorer_exports_without_framework_code(tmp_path, monkeypatch, fresh_plugins, small_data):
