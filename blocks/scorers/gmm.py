@@ -15,7 +15,6 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.mixture import GaussianMixture
 from torch import nn
 
 from framework import hookimpl
@@ -94,6 +93,8 @@ class GMM(Scorer):
             cells = pool_cells(features[0], projection)
         x = cells.permute(0, 2, 3, 1).reshape(-1, PROJECTION_DIM).double().numpy()
         k = min(CAPACITY_COMPONENTS[self.params["capacity"]], len(x))
+        from sklearn.mixture import GaussianMixture  # imported on use: scikit-learn costs ~100 MB of RSS
+
         gm = GaussianMixture(k, covariance_type="full", reg_covar=REG_COVAR, max_iter=200,
                              random_state=self.seed).fit(x)
         nll = -gm.score_samples(x)
