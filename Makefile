@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/accuracy_matrix.py --data $(DEMO_DIR)/data
 	$(BIN)/python benchmarks/latency.py --data $(DEMO_DIR)/data/brick-ei
 	$(BIN)/python benchmarks/compare_anomalib.py --data-directory $(DEMO_DIR)/data --json $(DEMO_DIR)/compare_anomalib.json
+	$(BIN)/python benchmarks/scaling.py --sizes 1000,2000,5000,10000 --exact-up-to 2000 --json $(DEMO_DIR)/scaling.json
 
 params: $(STAMP)
 	$(BIN)/vadblocks params > parameters.json

@@ -263,19 +263,25 @@ def dumps_parameters_json(registry: "Registry") -> str:
     return json.dumps(parameters_json(registry), indent=4) + "\n"
 
 
+def known_values(values: Mapping[str, Any] | None, known: Iterable[str]) -> dict[str, Any]:
+    """User values keyed by kebab-case name (``None`` dropped); unknown names raise one clear error."""
+    values = {str(k).replace("_", "-"): v for k, v in (values or {}).items() if v is not None}
+    known = list(known)
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise VadblocksError(f"unknown parameter(s): {', '.join('--' + u for u in unknown)}; "
+                             f"known parameters: {', '.join('--' + n for n in known)}")
+    return values
+
+
 def resolve(registry: "Registry", values: Mapping[str, Any] | None = None) -> BlockConfig:
     """Validate user values (kebab- or snake-case names) into a :class:`BlockConfig`.
 
     Missing values take their declared defaults. Unknown names, unknown plugins and
     out-of-range values raise :class:`VadblocksError` with one clear message.
     """
-    values = {str(k).replace("_", "-"): v for k, v in (values or {}).items() if v is not None}
     params = {p.name: p for p, _ in all_params(registry)}
-    unknown = sorted(set(values) - set(params))
-    if unknown:
-        raise VadblocksError(
-            f"unknown parameter(s): {', '.join('--' + u for u in unknown)}; "
-            f"known parameters: {', '.join('--' + n for n in params)}")
+    values = known_values(values, params)
     scorer_p, backbone_p = params[SCORER_PARAM], params[BACKBONE_PARAM]
     scorer = _select_plugin(registry, scorer_p, values, "scorer")
     backbone = _select_plugin(registry, backbone_p, values, "backbone")

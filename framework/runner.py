@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from framework.errors import VadblocksError
-from framework.params import Param, params_from_json
+from framework.params import Param, known_values, params_from_json
 
 Log = Callable[[str], None]
 DATA_MOUNT = "/data"
@@ -89,12 +89,7 @@ def block_arguments(doc: Mapping[str, Any], values: Mapping[str, Any], registry:
     invalid values raise :class:`VadblocksError` with the same message as in-process training.
     """
     params: list[Param] = params_from_json(doc["parameters"], registry)
-    by_name = {p.name: p for p in params}
-    values = {str(k).replace("_", "-"): v for k, v in values.items() if v is not None}
-    unknown = sorted(set(values) - set(by_name))
-    if unknown:
-        raise VadblocksError(f"unknown parameter(s): {', '.join('--' + u for u in unknown)}; "
-                             f"known parameters: {', '.join('--' + n for n in by_name)}")
+    values = known_values(values, (p.name for p in params))
     args: list[str] = []
     for p in params:
         args += p.to_arg(p.parse(values[p.name]) if p.name in values else p.default)
