@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 from blocks.scorers.coreset import StreamingCoreset
 from framework import hookimpl
@@ -185,7 +186,8 @@ class PatchCore(Scorer):
         module = self.scoring_module()
         out, offset = [], 0
         with torch.inference_mode():
-            for features in batches:
+            for features in tqdm(batches, desc="threshold", unit="batch", disable=not self.verbose, leave=False,
+                                 mininterval=1.0):
                 check_features(features, self.feature_levels())
                 for i in range(0, features[0].shape[0], self.batch_size):
                     batch = [f[i:i + self.batch_size] for f in features]
