@@ -25,24 +25,32 @@ from framework.scorer import Features, Scorer, check_features
 
 CHUNK_PATCHES = 32768  # stage-1 coreset chunk: up to 2x this many training patches get the exact coreset
 BANK_CHUNK = 8192  # bank entries scored at once: bounds scoring memory to HW x 8192 floats per image
-BLOCK_ELEMENTS = 1 << 21  # in-process distance blocks (patches x bank entries) stay within 8 MB
+BLOCK_ELEMENTS = 1 << 19  # in-process distance blocks (patches x bank entries) stay within 2 MB (L2-sized)
 
 
-def embed(features: Features, num_levels: int, pool_size: int) -> torch.Tensor:
-    """Pool each level over a ``pool_size`` neighbourhood, upsample to the stride-8 grid, concatenate.
+def pooled_levels(features: Features, num_levels: int, pool_size: int) -> list[torch.Tensor]:
+    """Each level averaged over a ``pool_size`` neighbourhood, at its own resolution.
 
     The pooling counts the zero padding (as the reference implementation does): border cells get
     features of their own, which measurably helps (demo image AUROC 0.967-0.983 -> 1.000).
     """
-    maps = []
-    size = features[0].shape[-2:]
-    for f in features[:num_levels]:
-        if pool_size > 1:
-            f = F.avg_pool2d(f, pool_size, stride=1, padding=pool_size // 2, count_include_pad=True)
-        if f.shape[-2:] != size:
-            f = F.interpolate(f, size=size, mode="bilinear", align_corners=False)
-        maps.append(f)
-    return torch.cat(maps, dim=1)
+    if pool_size == 1:
+        return list(features[:num_levels])
+    return [F.avg_pool2d(f, pool_size, stride=1, padding=pool_size // 2, count_include_pad=True)
+            for f in features[:num_levels]]
+
+
+def upsample(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
+    """Bilinear resize of an NCHW map to ``size`` (identity when it already has that size)."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def embed(features: Features, num_levels: int, pool_size: int) -> torch.Tensor:
+    """PatchCore's patch features: pooled levels upsampled to the stride-8 grid and concatenated."""
+    maps = pooled_levels(features, num_levels, pool_size)
+    return torch.cat([upsample(m, maps[0].shape[-2:]) for m in maps], dim=1)
 
 
 def patches_of(features: Features, num_levels: int, pool_size: int) -> torch.Tensor:
@@ -55,9 +63,12 @@ def patches_of(features: Features, num_levels: int, pool_size: int) -> torch.Ten
 class PatchCoreModule(nn.Module):
     """Feature maps -> (grid of nearest-bank distances, reweighted image score).
 
-    Distances are ``|x|^2 + min_m (|b_m|^2 - 2 x.b_m)``: one GEMM with the bias folded in
-    (``addmm`` -> ONNX Gemm) and one min-reduction per block; the nearest entry's index is
-    only looked up for the most anomalous patch, which the score reweighting needs.
+    ``|x - b|^2 = |x|^2 + (|b|^2 - 2 x.b)``; the bracket is one GEMM per level with the bias folded
+    in (``addmm`` -> ONNX Gemm), then one min-reduction. Deeper levels reach the stride-8 grid by
+    bilinear upsampling, which is linear, so their dot products are taken at the level's own
+    resolution and upsampled instead of the features: 4x (16x) fewer multiply-adds for a stride-16
+    (32) level, the same distances. The nearest entry's index is only looked up for the most
+    anomalous patch, which the score reweighting needs.
     """
 
     def __init__(self, bank: torch.Tensor, bank_knn: torch.Tensor, num_levels: int, pool_size: int) -> None:
@@ -68,40 +79,52 @@ class PatchCoreModule(nn.Module):
         self.register_buffer("bank_sq", (bank * bank).sum(1))
         self.register_buffer("bank_knn", bank_knn)
 
-    def min_distances(self, x: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
-        """Squared distance from each patch of ``x`` (N, L, C) to its nearest bank entry, (N, L).
+    def min_distances(self, maps: list[torch.Tensor], exclude: torch.Tensor | None = None) -> torch.Tensor:
+        """Squared distance from each stride-8 patch to its nearest bank entry, (N, H*W).
 
-        The bank is scanned in static chunks of ``BANK_CHUNK`` entries and the images in groups,
-        so a distance block never exceeds L x BANK_CHUNK floats per image (also in exported graphs).
-        ``exclude`` (N, M) bool leaves bank entries out per image.
+        ``maps``: the pooled levels (:func:`pooled_levels`). The bank is scanned in static chunks of
+        ``BANK_CHUNK`` entries and the images in groups, so a distance block never exceeds
+        H*W x BANK_CHUNK floats per image (also in exported graphs). ``exclude`` (N, M) bool leaves
+        bank entries out per image.
         """
-        n, l, c = x.shape
-        m = self.bank_t.shape[1]
+        n, _, h, w = maps[0].shape
+        l, m = h * w, self.bank_t.shape[1]
         group = max(1, BLOCK_ELEMENTS // (l * min(m, BANK_CHUNK)))
         parts = []
         for g in range(0, n, group):
-            rows = x[g:g + group].reshape(-1, c)
-            ng = rows.shape[0] // l
+            rows = [f[g:g + group].permute(0, 2, 3, 1) for f in maps]  # NHWC per level
+            ng = rows[0].shape[0]
             best = None
             for start in range(0, m, BANK_CHUNK):
                 stop = min(start + BANK_CHUNK, m)
-                d = torch.addmm(self.bank_sq[start:stop], rows, self.bank_t[:, start:stop], alpha=-2.0)
+                d, first = None, 0
+                for r in rows:
+                    c = r.shape[-1]
+                    bank = self.bank_t[first:first + c, start:stop]
+                    if d is None:
+                        d = torch.addmm(self.bank_sq[start:stop], r.reshape(-1, c), bank, alpha=-2.0)
+                    else:  # -2 x.b at the level's resolution, upsampled (channels last: no copies)
+                        dots = (r.reshape(-1, c) @ bank).view(ng, r.shape[1], r.shape[2], -1)
+                        d = d + upsample(dots.permute(0, 3, 1, 2), (h, w)).permute(0, 2, 3, 1).reshape(
+                            ng * l, -1) * -2.0
+                    first += c
                 if exclude is not None:
                     d = d.view(ng, l, -1).masked_fill_(exclude[g:g + group, None, start:stop], float("inf"))
                     d = d.view(ng * l, -1)
                 d = d.amin(dim=1)
                 best = d if best is None else torch.minimum(best, d)
             parts.append(best.view(ng, l))
-        best = parts[0] if len(parts) == 1 else torch.cat(parts)
-        return (best + (x * x).sum(-1)).clamp_min(0.0)
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def forward(self, features: list[torch.Tensor],
                 exclude: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``exclude`` (N, M) bool masks bank entries per image (leave-one-out training scores)."""
-        h, w = features[0].shape[-2:]
-        x = patches_of(features, self.num_levels, self.pool_size)
-        n, _, c = x.shape
-        patch = self.min_distances(x, exclude).sqrt()
+        maps = pooled_levels(features, self.num_levels, self.pool_size)
+        n, _, h, w = maps[0].shape
+        emb = torch.cat([upsample(f, (h, w)) for f in maps], dim=1)
+        x = emb.permute(0, 2, 3, 1).reshape(n, h * w, -1)
+        c = x.shape[-1]
+        patch = (self.min_distances(maps, exclude) + (x * x).sum(-1)).clamp_min(0.0).sqrt()
         grid = patch.reshape(n, h, w)
         top, where = patch.max(dim=1)
         if self.bank_knn.shape[1] < 2:
