@@ -130,7 +130,11 @@ class PatchCoreModule(nn.Module):
         if self.bank_knn.shape[1] < 2:
             return grid, top
         x_star = x.gather(1, where[:, None, None].expand(n, 1, c))[:, 0]  # (N, C)
-        d_star = torch.addmm(self.bank_sq, x_star, self.bank_t, alpha=-2.0)  # (N, M)
+        d_star, first = self.bank_sq, 0  # (N, M), by the same bank slices as the grid (no second copy in files)
+        for f in maps:
+            c_l = f.shape[1]
+            d_star = torch.addmm(d_star, x_star[:, first:first + c_l], self.bank_t[first:first + c_l], alpha=-2.0)
+            first += c_l
         if exclude is not None:
             d_star = d_star.masked_fill(exclude, float("inf"))
         support = self.bank_knn[d_star.argmin(dim=1)]  # (N, k): nearest entry first, then its neighbours
