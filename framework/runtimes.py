@@ -67,7 +67,7 @@ class LiteRTRuntime(_FileRuntime):
             raise VadblocksError(f"--runtime {fmt} needs ai-edge-litert: pip install 'vadblocks[export]'") from None
         with quiet():  # the interpreter announces its XNNPACK delegate on the stderr file descriptor
             self.interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
-        self.interpreter.allocate_tensors()
+            self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
         outputs = self.interpreter.get_output_details()
         self.grid_out = next(d for d in outputs if len(d["shape"]) == 3)
