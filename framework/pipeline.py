@@ -20,7 +20,7 @@ from framework.errors import VadblocksError
 from framework.outputs import atomic_directory
 from framework.params import BlockConfig, resolve
 from framework.plugins import Registry, get_registry
-from framework.scorer import Scorer
+from framework.scorer import Scorer, concat_batches
 
 METADATA_FILE = "anomaly_metadata.json"
 SCORER_STATE_FILE = "scorer_state.npz"
@@ -70,8 +70,7 @@ class AnomalyModel:
 
     def features(self, images: np.ndarray, progress: bool = False) -> list[torch.Tensor]:
         """Backbone feature maps (one tensor per level) of (N, H, W, 3) 0..1 images."""
-        chunks = list(self._batches(images, progress, "features"))
-        return [torch.cat([c[i] for c in chunks]) for i in range(len(chunks[0]))]
+        return concat_batches(self._batches(images, progress, "features"))
 
     def predict(self, images: np.ndarray, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Grids (N, G, G) and image scores (N,) for (N, H, W, 3) 0..1 images."""

@@ -155,11 +155,10 @@ class StreamingCoreset:
         if not self._kept:
             raise ValueError("StreamingCoreset.finish() called before any patches were added")
         points, owners, projected = (np.concatenate([k[i] for k in self._kept]) for i in range(3))
-        self.stats = {"patches": self.total, "chunks": len(self._kept), "bank": len(points),
-                      "radius": self._radius}
+        self.stats = {"patches": self.total, "chunks": len(self._kept)}
         if len(self._kept) == 1 or self._radius == 0.0:  # exact single stage, or every patch kept
+            self.stats.update(bank=len(points), radius=self._radius)
             return points, owners
         sel, radius = self._select(np.ascontiguousarray(projected), len(points), self._radius)
-        self.stats = {"patches": self.total, "chunks": len(self._kept), "union": len(points), "bank": len(sel),
-                      "stage1_radius": self._radius, "radius": radius}
+        self.stats.update(union=len(points), bank=len(sel), stage1_radius=self._radius, radius=radius)
         return points[sel], owners[sel]

@@ -47,17 +47,34 @@ def upsample(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tenso
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
-def embed(features: Features, num_levels: int, pool_size: int) -> torch.Tensor:
-    """PatchCore's patch features: pooled levels upsampled to the stride-8 grid and concatenated."""
-    maps = pooled_levels(features, num_levels, pool_size)
+def concat_levels(maps: list[torch.Tensor]) -> torch.Tensor:
+    """Pooled levels upsampled to the stride-8 grid and concatenated along channels (NCHW)."""
     return torch.cat([upsample(m, maps[0].shape[-2:]) for m in maps], dim=1)
+
+
+def embed(features: Features, num_levels: int, pool_size: int) -> torch.Tensor:
+    """PatchCore's patch features as an NCHW map: :func:`pooled_levels`, then :func:`concat_levels`."""
+    return concat_levels(pooled_levels(features, num_levels, pool_size))
+
+
+def patch_rows(emb: torch.Tensor) -> torch.Tensor:
+    """An NCHW patch-feature map as ``(N, H*W, C)`` rows."""
+    n, c, h, w = emb.shape
+    return emb.permute(0, 2, 3, 1).reshape(n, h * w, c)
 
 
 def patches_of(features: Features, num_levels: int, pool_size: int) -> torch.Tensor:
     """Patch features ``(N, H*W, C)`` of a batch of feature maps."""
-    emb = embed(features, num_levels, pool_size)
-    n, c, h, w = emb.shape
-    return emb.permute(0, 2, 3, 1).reshape(n, h * w, c)
+    return patch_rows(embed(features, num_levels, pool_size))
+
+
+def level_channels(maps: list[torch.Tensor]) -> list[tuple[int, int]]:
+    """``(first, count)`` of each level's channels in the concatenated patch feature (and the bank)."""
+    out, first = [], 0
+    for f in maps:
+        out.append((first, f.shape[1]))
+        first = first + f.shape[1]  # not +=: under tracing, shapes are tensors that += would mutate
+    return out
 
 
 class PatchCoreModule(nn.Module):
@@ -97,9 +114,8 @@ class PatchCoreModule(nn.Module):
             best = None
             for start in range(0, m, BANK_CHUNK):
                 stop = min(start + BANK_CHUNK, m)
-                d, first = None, 0
-                for r in rows:
-                    c = r.shape[-1]
+                d = None
+                for r, (first, c) in zip(rows, level_channels(maps)):
                     bank = self.bank_t[first:first + c, start:stop]
                     if d is None:
                         d = torch.addmm(self.bank_sq[start:stop], r.reshape(-1, c), bank, alpha=-2.0)
@@ -107,7 +123,6 @@ class PatchCoreModule(nn.Module):
                         dots = (r.reshape(-1, c) @ bank).view(ng, r.shape[1], r.shape[2], -1)
                         d = d + upsample(dots.permute(0, 3, 1, 2), (h, w)).permute(0, 2, 3, 1).reshape(
                             ng * l, -1) * -2.0
-                    first += c
                 if exclude is not None:
                     d = d.view(ng, l, -1).masked_fill_(exclude[g:g + group, None, start:stop], float("inf"))
                     d = d.view(ng * l, -1)
@@ -121,8 +136,7 @@ class PatchCoreModule(nn.Module):
         """``exclude`` (N, M) bool masks bank entries per image (leave-one-out training scores)."""
         maps = pooled_levels(features, self.num_levels, self.pool_size)
         n, _, h, w = maps[0].shape
-        emb = torch.cat([upsample(f, (h, w)) for f in maps], dim=1)
-        x = emb.permute(0, 2, 3, 1).reshape(n, h * w, -1)
+        x = patch_rows(concat_levels(maps))
         c = x.shape[-1]
         patch = (self.min_distances(maps, exclude) + (x * x).sum(-1)).clamp_min(0.0).sqrt()
         grid = patch.reshape(n, h, w)
@@ -130,11 +144,9 @@ class PatchCoreModule(nn.Module):
         if self.bank_knn.shape[1] < 2:
             return grid, top
         x_star = x.gather(1, where[:, None, None].expand(n, 1, c))[:, 0]  # (N, C)
-        d_star, first = self.bank_sq, 0  # (N, M), by the same bank slices as the grid (no second copy in files)
-        for f in maps:
-            c_l = f.shape[1]
+        d_star = self.bank_sq  # (N, M), by the same bank slices as the grid (no second copy in files)
+        for first, c_l in level_channels(maps):
             d_star = torch.addmm(d_star, x_star[:, first:first + c_l], self.bank_t[first:first + c_l], alpha=-2.0)
-            first += c_l
         if exclude is not None:
             d_star = d_star.masked_fill(exclude, float("inf"))
         support = self.bank_knn[d_star.argmin(dim=1)]  # (N, k): nearest entry first, then its neighbours
