@@ -19,6 +19,8 @@ import torchvision
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
+from _measure import serving_latency, vm_hwm_mb
+
 SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 
 
@@ -26,13 +28,6 @@ def load(folder: Path, size: int) -> np.ndarray:
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in SUFFIXES)
     return np.stack([np.asarray(Image.open(p).convert("RGB").resize((size, size), Image.Resampling.BILINEAR),
                                 np.float32) / 255.0 for p in files]), files
-
-
-def vm_hwm_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def main() -> None:
@@ -82,27 +77,13 @@ def main() -> None:
         outs = [model(batch(test[i:i + 32])) for i in range(0, len(test), 32)]
         scores = torch.cat([o.pred_score.reshape(-1) for o in outs]).numpy()
         maps = torch.cat([o.anomaly_map.reshape(-1, a.size, a.size) for o in outs]).numpy()
-        one = batch(test[:1])
-        for _ in range(10):
-            model(one)
-        b1 = []
-        for _ in range(50):
-            t = time.perf_counter()
-            model(one)
-            b1.append(time.perf_counter() - t)
-        b32_in = batch(np.resize(test, (32,) + test.shape[1:]))
-        model(b32_in)
-        b32 = []
-        for _ in range(5):
-            t = time.perf_counter()
-            model(b32_in)
-            b32.append((time.perf_counter() - t) / 32)
+        b1_ms, b32_ms = serving_latency(model, batch(test[:1]), batch(np.resize(test, (32,) + test.shape[1:])))
     y = np.array(labels)
     m = np.stack(masks)
     print(json.dumps({
         "image_auroc": float(roc_auc_score(y, scores)),
         "pixel_auroc": float(roc_auc_score(m.reshape(-1), maps.reshape(-1))) if m.any() else None,
-        "fit_s": fit_s, "latency_b1_ms": float(np.median(b1) * 1000), "latency_b32_ms": float(np.median(b32) * 1000),
+        "fit_s": fit_s, "latency_b1_ms": b1_ms, "latency_b32_ms": b32_ms,
         "peak_rss_mb": vm_hwm_mb(), "memory_bank": int(model.memory_bank.shape[0]),
     }))
 

@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _measure import serving_latency, vm_hwm_mb
+
 HERE = Path(__file__).resolve().parent
 VENV = HERE / ".anomalib-venv"
 KEYS = ("image_auroc", "pixel_auroc", "fit_s", "latency_b1_ms", "latency_b32_ms", "peak_rss_mb", "memory_bank")
@@ -41,13 +43,6 @@ def anomalib_python(given: str | None) -> str:
         subprocess.run([str(py), "-m", "pip", "install", "-q", "torch==2.14.1", "torchvision==0.29.1",
                         "anomalib==2.7.0"], check=True)
     return str(py)
-
-
-def vm_hwm_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def ours_fit(category: str, threads: int, model_dir: str) -> dict:
@@ -85,24 +80,11 @@ def ours_serve(category: str, threads: int, model_dir: str) -> dict:
     runtime = open_runtime(model_dir, "auto", threads=threads, model=model)
     ds = load_dataset(category, image_size=96)
     result = evaluate(*runtime.predict(ds.test.images), ds.test, model.threshold)
-    one = ds.test.images[:1]
-    b32 = np.resize(ds.test.images, (32,) + ds.test.images.shape[1:])
-    for _ in range(10):
-        runtime.predict(one)
-    b1 = []
-    for _ in range(100):
-        t = time.perf_counter()
-        runtime.predict(one)
-        b1.append(time.perf_counter() - t)
-    runtime.predict(b32)
-    t32 = []
-    for _ in range(5):
-        t = time.perf_counter()
-        runtime.predict(b32)
-        t32.append((time.perf_counter() - t) / 32)
+    b1_ms, b32_ms = serving_latency(runtime.predict, ds.test.images[:1],
+                                    np.resize(ds.test.images, (32,) + ds.test.images.shape[1:]))
     return {"image_auroc": result["image_auroc"], "pixel_auroc": result["pixel_auroc"],
-            "latency_b1_ms": float(np.median(b1) * 1000), "latency_b32_ms": float(np.median(t32) * 1000),
-            "peak_rss_mb": vm_hwm_mb(), "runtime": resolve_runtime(model_dir)}
+            "latency_b1_ms": b1_ms, "latency_b32_ms": b32_ms, "peak_rss_mb": vm_hwm_mb(),
+            "runtime": resolve_runtime(model_dir)}
 
 
 def ours(category: str, threads: int, python: str) -> dict:

@@ -14,12 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _measure import vm_hwm_mb
 
 RUNTIMES = ("torch", "onnx", "tflite", "tflite-int8")
 
@@ -79,15 +80,7 @@ def measure(model_dir: str, runtime: str, runs: int) -> dict:
         if i >= 10:
             times.append(time.perf_counter() - t0)
     return {"median_ms": float(np.median(times) * 1000), "p90_ms": float(np.percentile(times, 90) * 1000),
-            "peak_rss_mb": _vm_hwm_mb()}
-
-
-def _vm_hwm_mb() -> float:
-    """Peak resident set of this process since exec (ru_maxrss would include the forked parent's)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            "peak_rss_mb": vm_hwm_mb()}
 
 
 def main() -> None:

@@ -23,14 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from _measure import vm_hwm_mb
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def vm_hwm_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def run_one(texture: str, n: int, size: int, exact: bool, threads: int, test_dir: str) -> dict:

@@ -1,0 +1,41 @@
+"""Measurement helpers shared by the benchmark scripts and the anomalib worker (standard library only,
+so the worker can import it from anomalib's own virtual environment)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+WARMUP, B1_RUNS, B32_RUNS = 10, 100, 5
+
+
+def vm_hwm_mb() -> float:
+    """Peak resident set of this process since exec, MB (ru_maxrss would include a forked parent's)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def serving_latency(run: Callable[[Any], Any], one: Any, b32: Any) -> tuple[float, float]:
+    """Median ms of ``run(one)`` and median ms per image of ``run(b32)`` (32 images), after warm-up.
+
+    The same protocol for both sides of the comparison: 10 warm-up calls, 100 single-image runs,
+    one warm-up batch and 5 batch runs.
+    """
+    for _ in range(WARMUP):
+        run(one)
+    b1 = []
+    for _ in range(B1_RUNS):
+        t = time.perf_counter()
+        run(one)
+        b1.append(time.perf_counter() - t)
+    run(b32)
+    per_image = []
+    for _ in range(B32_RUNS):
+        t = time.perf_counter()
+        run(b32)
+        per_image.append((time.perf_counter() - t) / 32)
+    return statistics.median(b1) * 1000, statistics.median(per_image) * 1000
