@@ -194,29 +194,66 @@ RUNTIME_OPTION = click.option("--runtime", default="auto", show_default=True,
                                    "else torch: the exported graph is 2-3x faster at one thread.")
 
 
-@cli.command(name="test")
-@click.option("--model-directory", required=True, type=click.Path(path_type=Path))
-@data_options
-@click.option("--threshold", type=float, default=None, help="Override the model's suggested threshold.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@RUNTIME_OPTION
-def test_cmd(model_directory: Path, data_directory: Path, info_file: Path | None, input_shape: str | None,
-             input_scaling: str | None, threshold: float | None, as_json: bool, runtime: str) -> None:
-    """Test a model on the test split: F1 at the threshold, image AUROC, pixel AUROC (with masks)."""
+def _test_predictions(model_directory: Path, data_directory: Path, info_file: Path | None, input_shape: str | None,
+                      input_scaling: str | None, runtime: str) -> tuple[dict[str, Any], Any, Any, Any, Any]:
+    """Metadata, test split, runtime, grids and scores of a model on a data directory's test split."""
     from framework.data import load_dataset
-    from framework.metrics import evaluate
     from framework.portable.modelfiles import read_metadata
-    from framework.runtimes import open_runtime
+    from framework.runtimes import open_runtime, resolve_runtime
 
     meta = read_metadata(model_directory)
     ds = load_dataset(data_directory, input_shape=input_shape, scaling=input_scaling, info_file=info_file,
                       image_size=meta["inputShape"][0])
     if len(ds.test) == 0:
         raise VadblocksError(f"{data_directory} has no test images to test on")
-    grids, scores = open_runtime(model_directory, runtime).predict(ds.test.images)
-    result = evaluate(grids, scores, ds.test, meta["nominalThresholdScore"] if threshold is None else threshold)
+    runtime = resolve_runtime(model_directory, runtime)
+    engine = open_runtime(model_directory, runtime)
+    grids, scores = engine.predict(ds.test.images)
+    return meta, ds.test, (runtime, engine), grids, scores
+
+
+def _write_report(out: Path, model_directory: Path, meta: dict[str, Any], split: Any, runtime: Any, grids: Any,
+                  scores: Any, threshold: float | None) -> Path:
+    from framework.report import measure_latency, report_data, write_report
+
+    name, engine = runtime
+    latency = measure_latency(engine, split.images[0])
+    return write_report(out, report_data(meta, split, grids, scores, model_dir=model_directory, runtime=name,
+                                         latency_ms=latency, threshold=threshold))
+
+
+@cli.command(name="test")
+@click.option("--model-directory", required=True, type=click.Path(path_type=Path))
+@data_options
+@click.option("--threshold", type=float, default=None, help="Override the model's suggested threshold.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--report", type=click.Path(path_type=Path), default=None,
+              help="Also write the interactive model-testing page (one self-contained HTML file).")
+@click.option("--plots", type=click.Path(path_type=Path), default=None,
+              help="Also write roc.png and scores.png (score distributions) into this folder.")
+@RUNTIME_OPTION
+def test_cmd(model_directory: Path, data_directory: Path, info_file: Path | None, input_shape: str | None,
+             input_scaling: str | None, threshold: float | None, as_json: bool, report: Path | None,
+             plots: Path | None, runtime: str) -> None:
+    """Test a model on the test split: F1 at the threshold, image AUROC, pixel AUROC (with masks)."""
+    from framework.metrics import evaluate
+
+    meta, split, rt, grids, scores = _test_predictions(model_directory, data_directory, info_file, input_shape,
+                                                       input_scaling, runtime)
+    thr = meta["nominalThresholdScore"] if threshold is None else threshold
+    result = evaluate(grids, scores, split, thr)
+    extra = []
+    if report is not None:
+        extra.append(f"report: {_write_report(report, model_directory, meta, split, rt, grids, scores, threshold)}")
+    if plots is not None:
+        from framework.plots import write_plots
+
+        paths = write_plots(plots, split, scores, thr, meta.get("trainScores"), result["image_auroc"])
+        extra.append("plots: " + ", ".join(str(p) for p in paths))
     if as_json:
         _echo_json(result)
+        for line in extra:
+            click.echo(line, err=True)
         return
 
     def fmt(v: float | None) -> str:
@@ -227,6 +264,24 @@ def test_cmd(model_directory: Path, data_directory: Path, info_file: Path | None
     click.echo(f"F1: {fmt(result['f1'])}  image AUROC: {fmt(result['image_auroc'])}  "
                f"pixel AUROC: {fmt(result['pixel_auroc'])}")
     click.echo(f"tp {c['tp']}  fp {c['fp']}  tn {c['tn']}  fn {c['fn']}")
+    for line in extra:
+        click.echo(line)
+
+
+@cli.command()
+@click.option("--model-directory", required=True, type=click.Path(path_type=Path))
+@data_options
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="The HTML file to write.")
+@click.option("--threshold", type=float, default=None, help="Open the page at this threshold (default: suggested).")
+@RUNTIME_OPTION
+def report(model_directory: Path, data_directory: Path, info_file: Path | None, input_shape: str | None,
+           input_scaling: str | None, out: Path, threshold: float | None, runtime: str) -> None:
+    """Write the interactive model-testing page: samples, grids, threshold, ROC, distributions, metadata."""
+    meta, split, rt, grids, scores = _test_predictions(model_directory, data_directory, info_file, input_shape,
+                                                       input_scaling, runtime)
+    path = _write_report(out, model_directory, meta, split, rt, grids, scores, threshold)
+    click.echo(f"Report written to {path} ({path.stat().st_size / 1e6:.2f} MB, {len(split)} test images); "
+               "open it in a browser")
 
 
 @cli.command()

@@ -26,6 +26,7 @@ from framework.scorer import Scorer, concat_batches
 
 BATCH_SIZE = 32
 FEATURE_CACHE_BYTES = 1 << 30  # training features kept between the fit and threshold passes
+TRAIN_SCORES_KEPT = 2000  # training scores recorded in the metadata (the report draws their distribution)
 
 
 class FeatureExtractor(nn.Module):
@@ -171,6 +172,7 @@ def train(dataset: Dataset, config: BlockConfig | None = None, *, registry: Regi
         "formatVersion": FORMAT_VERSION,
         "nominalThresholdScore": model.threshold,
         "trainScoreRange": [float(np.min(train_scores)), float(np.max(train_scores))],
+        "trainScores": score_sample(train_scores),
         "gridSize": [gh, gw],
         "inputShape": [h, w, c],
         "imageInputScaling": dataset.scaling,
@@ -216,6 +218,15 @@ class FeatureStream:
         if self._cache is not None:
             return self._cache
         return self.model._batches(self.images, self.progress, "threshold")
+
+
+def score_sample(scores: np.ndarray, limit: int = TRAIN_SCORES_KEPT) -> list[float]:
+    """Training scores for the metadata (the report's distribution): all of them, sorted, up to ``limit``;
+    beyond, ``limit`` evenly spaced order statistics (minimum and maximum included)."""
+    s = np.sort(np.asarray(scores, np.float64))
+    if len(s) > limit:
+        s = s[np.round(np.linspace(0, len(s) - 1, limit)).astype(np.int64)]
+    return [float(f"{v:.6g}") for v in s]
 
 
 def _dist(entry: Any) -> dict[str, str]:

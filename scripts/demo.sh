@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end demo: generate the bundled texture dataset, then for each texture train
 # PatchCore on MobileNetV2 from the Edge Impulse data directory (the container's inputs),
-# test on the folder layout (image + pixel AUROC) and draw heatmaps for a few test images.
+# test on the folder layout (image + pixel AUROC), write the interactive model-testing page and
+# draw heatmaps for a few test images.
 set -euo pipefail
 DEMO=${1:-demo}
 DATA="$DEMO/data"
@@ -10,7 +11,8 @@ printf '\n%-8s %-8s %-12s %-12s %-10s\n' texture F1 "image AUROC" "pixel AUROC" 
 results=()
 for t in brick grass gravel; do
   vadblocks train --data-directory "$DATA/$t-ei" --out-directory "$DEMO/models/$t" --quiet >/dev/null
-  json=$(vadblocks test --model-directory "$DEMO/models/$t" --data-directory "$DATA/$t" --json)
+  json=$(vadblocks test --model-directory "$DEMO/models/$t" --data-directory "$DATA/$t" --json \
+    --report "$DEMO/reports/$t.html" 2>/dev/null)
   vadblocks predict --model-directory "$DEMO/models/$t" --heatmaps "$DEMO/heatmaps/$t" \
     "$DATA/$t"/test/good/000.png "$DATA/$t"/test/*/00[0-3].png >/dev/null
   results+=("$(python - "$t" "$json" <<'PY'
@@ -25,3 +27,4 @@ done
 echo
 echo "Models:   $DEMO/models/<texture>  (anomaly_metadata.json, scorer_state.npz, backbone.npz)"
 echo "Heatmaps: $DEMO/heatmaps/<texture>/*_heatmap.png"
+echo "Reports:  $(for t in brick grass gravel; do printf '%s ' "$DEMO/reports/$t.html"; done)(open in a browser)"

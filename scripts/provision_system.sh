@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Debian packages the test suite needs besides Docker (CI / development machines; needs root):
+#   chromium        the real headless browser of the report tests (Playwright drives /usr/bin/chromium)
+#   portaudio19-dev PortAudio headers: Edge Impulse's Python SDK imports pyaudio, which compiles against them
+set -euo pipefail
+need=()
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ -f /usr/include/portaudio.h ] || need+=(portaudio19-dev python3-dev)
+if [ ${#need[@]} -eq 0 ]; then
+  echo "system packages: present"
+  exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq "${need[@]}" >/dev/null
+echo "system packages: installed ${need[*]}"
