@@ -7,7 +7,8 @@ default model on 200 normal images (no exports; the report runs through torch he
 change the page), writes the report with `vadblocks report`, then opens it in headless Chromium
 (Debian's /usr/bin/chromium through Playwright): load time is from navigation to the page's ready
 flag (all data parsed, list and charts drawn), update time is the page's own measure of one threshold
-change (labels, counts, ROC point, histograms, per-defect table, redrawn sample), median of --updates.
+change (labels, counts, ROC point, histograms, per-defect table, redrawn sample), median of --updates,
+and, separately, the time from the input event to the second animation frame after it (layout and paint).
 """
 
 from __future__ import annotations
@@ -60,17 +61,26 @@ def main() -> None:
                 page.close()
         scores = page.evaluate("() => JSON.parse(document.getElementById('report-data').textContent)"
                                ".samples.map((s) => s.score).sort((a, b) => a - b)")
-        updates = []
+        updates, painted = [], []
         for i in range(a.updates):
             page.fill("#threshold-input", repr(scores[(i * 37) % len(scores)]))
             page.press("#threshold-input", "Enter")
             updates.append(page.evaluate("window.__report.lastUpdateMs"))
+            # the same change from the input event to the next painted frame
+            painted.append(page.evaluate("""(v) => new Promise((done) => {
+                const input = document.getElementById('threshold-input'), t0 = performance.now();
+                input.value = String(v);
+                input.dispatchEvent(new Event('input'));
+                requestAnimationFrame(() => requestAnimationFrame(() => done(performance.now() - t0)));
+            })""", scores[(i * 53 + 11) % len(scores)]))
         browser.close()
-    res.update(load_s=statistics.median(loads), update_ms=statistics.median(updates), update_max_ms=max(updates))
-    print(f"| test images | report MB | load s (median of 3) | threshold update ms (median / max of {a.updates}) |")
-    print("|---|---|---|---|")
+    res.update(load_s=statistics.median(loads), update_ms=statistics.median(updates), update_max_ms=max(updates),
+               painted_ms=statistics.median(painted), painted_max_ms=max(painted))
+    print(f"| test images | report MB | load s (median of 3) | threshold update ms (median / max of {a.updates}) "
+          "| to the next painted frame ms (median / max) |")
+    print("|---|---|---|---|---|")
     print(f"| {a.test} | {res['bytes'] / 1e6:.2f} | {res['load_s']:.2f} | {res['update_ms']:.1f} / "
-          f"{res['update_max_ms']:.1f} |")
+          f"{res['update_max_ms']:.1f} | {res['painted_ms']:.1f} / {res['painted_max_ms']:.1f} |")
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=2))
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Mapping
 
 import numpy as np
-import torch
-from torch import nn
 
 from framework.errors import VadblocksError
 from framework.params import Param, bind_params
+
+if TYPE_CHECKING:  # pragma: no cover - torch is imported on use: declarations load without it
+    import torch
+    from torch import nn
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -62,14 +64,14 @@ class Backbone:
                 f"backbone {self.name!r} offers {len(self.levels)} feature level(s); {num_levels} requested")
         return self.levels[:num_levels]
 
-    def create_module(self, num_levels: int) -> nn.Module:
+    def create_module(self, num_levels: int) -> "nn.Module":
         """A freshly initialised torch module returning the first ``num_levels`` feature maps.
 
         Input: normalised NCHW float32. Output: a list of NCHW maps, stride 8 first.
         """
         raise NotImplementedError
 
-    def load_pretrained(self, module: nn.Module, weights: str | None = None) -> str:
+    def load_pretrained(self, module: "nn.Module", weights: str | None = None) -> str:
         """Load pretrained weights into ``module``; return a description of the source.
 
         ``weights`` is an explicit file path, or None for the backbone's default source
@@ -78,7 +80,7 @@ class Backbone:
         raise NotImplementedError
 
 
-def tap_features(layers: Iterable[nn.Module], x: torch.Tensor, cuts: tuple[int, ...]) -> list[torch.Tensor]:
+def tap_features(layers: Iterable["nn.Module"], x: "torch.Tensor", cuts: tuple[int, ...]) -> "list[torch.Tensor]":
     """Run ``layers`` in order, keeping the output after each layer count listed in ``cuts``."""
     outs = []
     for i, layer in enumerate(layers):
@@ -88,12 +90,14 @@ def tap_features(layers: Iterable[nn.Module], x: torch.Tensor, cuts: tuple[int, 
     return outs
 
 
-def load_state_by_position(module: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+def load_state_by_position(module: "nn.Module", state: "Mapping[str, torch.Tensor]", source: str) -> None:
     """Copy ``state`` into ``module`` matching entries by position, checking every shape.
 
     ``state`` may hold more entries than the module (a deeper network): the module's
     entries are matched against its first ones. Raises a clear error on any mismatch.
     """
+    import torch
+
     target = module.state_dict()
     values = list(state.values())
     names = list(state.keys())
@@ -111,8 +115,10 @@ def load_state_by_position(module: nn.Module, state: Mapping[str, torch.Tensor],
     module.load_state_dict(new)
 
 
-def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
+def load_weights_file(path: str | Path) -> "dict[str, torch.Tensor]":
     """Read a state dict from ``.npz`` or a torch file (``weights_only``, no arbitrary pickle)."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise VadblocksError(f"weights file {path} does not exist")

@@ -155,10 +155,10 @@ def train(ctx: click.Context, data_directory: Path, info_file: Path | None, inpu
     """Train on the normal images of a data directory and write the model to --out-directory."""
     from framework.data import is_edge_impulse_dir, load_dataset
     from framework.params import resolve
-    from framework.pipeline import train as train_model
     from framework.plugins import get_registry
 
     _warn_extra(ctx)
+    # Everything the user gave is checked before torch is imported (a refusal takes well under a second).
     registry = get_registry()
     config = resolve(registry, _plugin_values(plugin_kwargs))
     formats = _export_formats(export)
@@ -166,6 +166,8 @@ def train(ctx: click.Context, data_directory: Path, info_file: Path | None, inpu
         image_size = DEFAULT_FOLDER_IMAGE_SIZE
     ds = load_dataset(data_directory, input_shape=input_shape, scaling=input_scaling, info_file=info_file,
                       image_size=image_size or None)
+    from framework.pipeline import train as train_model
+
     t0 = time.perf_counter()
     model = train_model(ds, config, registry=registry, weights=weights, progress=not quiet)
     elapsed = time.perf_counter() - t0
@@ -178,8 +180,9 @@ def train(ctx: click.Context, data_directory: Path, info_file: Path | None, inpu
 
 
 def _export_formats(text: str) -> tuple[str, ...]:
-    from framework.export import FORMATS
+    from framework.portable.engines import EXPORT_FILES
 
+    FORMATS = tuple(EXPORT_FILES)
     formats = tuple(f.strip() for f in text.split(",") if f.strip() and f.strip() != "none")
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:

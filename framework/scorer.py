@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Sequence
 
 import numpy as np
-import torch
-from torch import nn
 
 from framework.errors import VadblocksError
 from framework.params import Param, bind_params
 
-Features = Sequence[torch.Tensor]  # one (N, C_l, H_l, W_l) float32 tensor per level, stride 8 first
+if TYPE_CHECKING:  # pragma: no cover - torch is imported on use: declarations load without it
+    import torch
+    from torch import nn
+
+Features = Sequence["torch.Tensor"]  # one (N, C_l, H_l, W_l) float32 tensor per level, stride 8 first
 
 
 class Scorer:
@@ -32,7 +34,7 @@ class Scorer:
 
     def __init__(self, **params: Any) -> None:
         self.params = bind_params("scorer", self.name, self.parameters, params)
-        self._module: nn.Module | None = None
+        self._module: "nn.Module | None" = None
 
     # -- to implement -------------------------------------------------------------------
     def feature_levels(self) -> int:
@@ -79,6 +81,8 @@ class Scorer:
 
     def predict(self, features: Features) -> tuple[np.ndarray, np.ndarray]:
         """Per-cell grids ``(N, G, G)`` and image scores ``(N,)`` as float32 numpy arrays."""
+        import torch
+
         check_features(features, self.feature_levels())
         module = self.scoring_module()
         n = features[0].shape[0]
@@ -107,8 +111,10 @@ class Scorer:
         return self.predict(features)[0]
 
 
-def concat_batches(batches: Iterable[Features]) -> list[torch.Tensor]:
+def concat_batches(batches: Iterable[Features]) -> "list[torch.Tensor]":
     """Concatenate a stream of feature-map batches level by level."""
+    import torch
+
     batches = list(batches)
     if not batches:
         raise VadblocksError("no images to score (empty feature batch)")
@@ -117,6 +123,8 @@ def concat_batches(batches: Iterable[Features]) -> list[torch.Tensor]:
 
 def check_features(features: Features, levels: int) -> None:
     """Validate feature maps handed to a scorer (count, rank, dtype, finiteness)."""
+    import torch
+
     if len(features) < levels:
         raise VadblocksError(f"scorer needs {levels} feature level(s), got {len(features)}")
     n = None

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import importlib.metadata as md
 from pathlib import Path
-from typing import Callable
-
-import torch
+from typing import TYPE_CHECKING, Callable
 
 from framework.errors import VadblocksError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 
 def wheel_file(distribution: str, relative_path: str) -> Path | None:
@@ -24,7 +25,7 @@ def wheel_file(distribution: str, relative_path: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def torchvision_state(get_weights: Callable[[], object], what: str) -> dict[str, torch.Tensor]:
+def torchvision_state(get_weights: Callable[[], object], what: str) -> "dict[str, torch.Tensor]":
     """Fetch a torchvision weights enum's state dict (download to, or read from, the torch hub cache)."""
     weights = get_weights()
     try:

@@ -10,7 +10,8 @@ import skimage.data
 import torch
 import torchvision
 
-from blocks.backbones.efficientnet_lite import BN, OFFLINE_DIST, OFFLINE_FILE, EfficientNetLite0Features
+from blocks.backbones.efficientnet_lite import OFFLINE_DIST, OFFLINE_FILE
+from blocks.backbones.efficientnet_lite_net import BN, EfficientNetLite0Features
 from framework.backbone import load_weights_file
 from framework.data import resize_images
 from framework.errors import VadblocksError

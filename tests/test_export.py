@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import blocks.scorers.patchcore as patchcore
+import blocks.scorers.patchcore_module as patchcore_module
 from framework.data import load_dataset
 from framework.demo_data import TEXTURES, make_demo_dataset
 from framework.eim import write_eim
@@ -136,7 +137,7 @@ def test_bank_is_scored_in_bounded_chunks(monkeypatch):
     pc = patchcore.PatchCore(sampling_ratio=0.5).fit(feats)
     test = [f[:2] + 0.1 for f in feats]
     whole = pc.predict(test)
-    monkeypatch.setattr(patchcore, "BANK_CHUNK", 50)
+    monkeypatch.setattr(patchcore_module, "BANK_CHUNK", 50)
     pc._invalidate()
     chunked = pc.predict(test)
     for a, b in zip(whole, chunked):

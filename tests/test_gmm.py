@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from blocks.scorers.gmm import CAPACITY_COMPONENTS, GMM, pool_cells
+from blocks.scorers.gmm import CAPACITY_COMPONENTS, GMM
+from blocks.scorers.gmm_module import pool_cells
 from blocks.scorers.patchcore import PatchCore
 from framework.errors import VadblocksError
 

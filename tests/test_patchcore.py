@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from blocks.scorers.patchcore import PatchCore, embed
+from blocks.scorers.patchcore import PatchCore
+from blocks.scorers.patchcore_module import embed
 from framework.errors import VadblocksError
 
 

