@@ -33,13 +33,17 @@ demo: $(STAMP)
 test: $(STAMP) $(SDK_STAMP)
 	VADBLOCKS_SDK_DIR=$(abspath $(SDK_DIR)) bash scripts/with_build_env.sh $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-# Measurements (not tests): accuracy of every pair, latency per runtime, side by side with anomalib.
+# Measurements (not tests): accuracy of every pair, latency per runtime, side by side with anomalib,
+# training-set scaling, serving through Edge Impulse's SDK, the report page at 1,000 test images.
 bench: $(STAMP)
 	[ -f "$(DEMO_DIR)/data/gravel-ei/X_split_train.npy" ] || $(BIN)/python -m framework.demo_data --out $(DEMO_DIR)/data
 	$(BIN)/python benchmarks/accuracy_matrix.py --data $(DEMO_DIR)/data
 	$(BIN)/python benchmarks/latency.py --data $(DEMO_DIR)/data/brick-ei
 	$(BIN)/python benchmarks/compare_anomalib.py --data-directory $(DEMO_DIR)/data --json $(DEMO_DIR)/compare_anomalib.json
 	$(BIN)/python benchmarks/scaling.py --sizes 1000,2000,5000,10000 --exact-up-to 2000 --json $(DEMO_DIR)/scaling.json
+	$(MAKE) sdk
+	$(BIN)/python benchmarks/linux_sdks.py --data $(DEMO_DIR)/data/brick-ei --json $(DEMO_DIR)/linux_sdks.json
+	$(BIN)/python benchmarks/report_scale.py --test 1000 --json $(DEMO_DIR)/report_scale.json
 
 params: $(STAMP)
 	$(BIN)/vadblocks params > parameters.json

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 import click
 
 from framework import __version__
-from framework.errors import VadblocksError
+from framework.errors import Interrupted, VadblocksError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 DEFAULT_FOLDER_IMAGE_SIZE = 96
@@ -19,7 +20,8 @@ EXTRA_ARGS = {"ignore_unknown_options": True, "allow_extra_args": True, **CONTEX
 
 
 class Group(click.Group):
-    """Turns :class:`VadblocksError` into one clear message and exit status 2."""
+    """Turns :class:`VadblocksError` into one clear message and exit status 2, and an interruption
+    (Ctrl-C, SIGTERM, SIGHUP; partial outputs already removed) into one message and 128 + the signal."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -27,6 +29,11 @@ class Group(click.Group):
         except VadblocksError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(2)
+        except (KeyboardInterrupt, Interrupted) as exc:
+            signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+            click.echo(f"Error: interrupted by {signal.Signals(signum).name}; stopped without leaving partial "
+                       "output", err=True)
+            ctx.exit(128 + int(signum))
 
 
 class PluginParamsCommand(click.Command):
@@ -166,12 +173,14 @@ def train(ctx: click.Context, data_directory: Path, info_file: Path | None, inpu
         image_size = DEFAULT_FOLDER_IMAGE_SIZE
     ds = load_dataset(data_directory, input_shape=input_shape, scaling=input_scaling, info_file=info_file,
                       image_size=image_size or None)
+    from framework.outputs import output_lock
     from framework.pipeline import train as train_model
 
-    t0 = time.perf_counter()
-    model = train_model(ds, config, registry=registry, weights=weights, progress=not quiet)
-    elapsed = time.perf_counter() - t0
-    model.save(out_directory, formats, calibration=ds.train.images)
+    with output_lock(out_directory):  # a second train into the same directory is refused at once
+        t0 = time.perf_counter()
+        model = train_model(ds, config, registry=registry, weights=weights, progress=not quiet)
+        elapsed = time.perf_counter() - t0
+        model.save(out_directory, formats, calibration=ds.train.images)
     gh, gw = model.grid_shape
     click.echo(f"Trained {config.scorer} on {config.backbone} with {len(ds.train)} normal images "
                f"({ds.image_shape[0]}x{ds.image_shape[1]}) in {elapsed:.1f} s; grid {gh}x{gw}; "
@@ -201,16 +210,16 @@ def _test_predictions(model_directory: Path, data_directory: Path, info_file: Pa
                       input_scaling: str | None, runtime: str) -> tuple[dict[str, Any], Any, Any, Any, Any]:
     """Metadata, test split, runtime, grids and scores of a model on a data directory's test split."""
     from framework.data import load_dataset
-    from framework.portable.modelfiles import read_metadata
+    from framework.portable.modelfiles import check_model_dir
     from framework.runtimes import open_runtime, resolve_runtime
 
-    meta = read_metadata(model_directory)
+    meta = check_model_dir(model_directory)
     ds = load_dataset(data_directory, input_shape=input_shape, scaling=input_scaling, info_file=info_file,
                       image_size=meta["inputShape"][0])
     if len(ds.test) == 0:
         raise VadblocksError(f"{data_directory} has no test images to test on")
     runtime = resolve_runtime(model_directory, runtime)
-    engine = open_runtime(model_directory, runtime)
+    engine = open_runtime(model_directory, runtime, meta=meta)
     grids, scores = engine.predict(ds.test.images)
     return meta, ds.test, (runtime, engine), grids, scores
 
@@ -302,14 +311,14 @@ def predict(model_directory: Path, images: tuple[Path, ...], as_json: bool, heat
 
     from framework.data import load_image
     from framework.heatmap import save_overlay
-    from framework.portable.modelfiles import read_metadata
+    from framework.portable.modelfiles import check_model_dir
     from framework.runtimes import open_runtime
 
-    meta = read_metadata(model_directory)
+    meta = check_model_dir(model_directory)
     thr = meta["nominalThresholdScore"] if threshold is None else threshold
     size = meta["inputShape"][0]
     arrays = np.stack([load_image(p, size) for p in images])
-    grids, scores = open_runtime(model_directory, runtime).predict(arrays)
+    grids, scores = open_runtime(model_directory, runtime, meta=meta).predict(arrays)
     used: set[str] = set()
     for path, img, grid, score in zip(images, arrays, grids, scores):
         verdict = bool(score > thr)
@@ -405,16 +414,23 @@ def build(block_dir: Path, tag: str | None, build_arg: tuple[str, ...], build_ar
 @click.option("--data-directory", required=True, type=click.Path(path_type=Path))
 @click.option("--out-directory", required=True, type=click.Path(path_type=Path))
 @click.option("--tag", default=None, help="Image tag (default: derived from the block's name).")
+@click.option("--memory", default=None, help="Memory limit of the container, e.g. 4g (default: none).")
+@click.option("--cpus", type=float, default=None, help="CPUs the container may use, e.g. 1.5 (default: all).")
 @click.pass_context
-def run(ctx: click.Context, block_dir: Path, data_directory: Path, out_directory: Path, tag: str | None) -> None:
-    """Run a learning block's image like Edge Impulse does; extra --<param> VALUE pairs are its parameters."""
+def run(ctx: click.Context, block_dir: Path, data_directory: Path, out_directory: Path, tag: str | None,
+        memory: str | None, cpus: float | None) -> None:
+    """Run a learning block's image like Edge Impulse does; extra --<param> VALUE pairs are its parameters.
+
+    The container runs without network, with a read-only root filesystem (a tmpfs at /tmp), all
+    capabilities dropped, no-new-privileges and a process limit, as the calling user.
+    """
     from framework import runner
     from framework.plugins import get_registry
 
     doc = runner.read_block(block_dir)
     values = runner.parse_extra_args(doc, list(ctx.args))
     code = runner.run(block_dir, data_directory, out_directory, values, tag=tag, registry=get_registry(),
-                      log=click.echo)
+                      memory=memory, cpus=cpus, log=click.echo)
     if code:
         click.echo(f"Error: the block exited with status {code}", err=True)
     ctx.exit(code)
@@ -454,9 +470,12 @@ def init_scorer_cmd(name: str, directory: Path | None) -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point. SIGTERM and SIGHUP unwind like Ctrl-C (also as a container's PID 1)."""
+    from framework import interrupts
+
+    interrupts.install()
     cli(prog_name="vadblocks")
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -22,6 +22,11 @@ from framework.portable.engines import SCALINGS
 LABEL_ANOMALY = "anomaly"
 LABEL_NORMAL = "no anomaly"
 DEFAULT_CLASSES = (LABEL_ANOMALY, LABEL_NORMAL)  # Edge Impulse sorts class names; indices are 1-based
+# Limits (docs/contract.md): beyond them the data is refused with a clear message before it is read.
+MAX_SPLIT_BYTES = 8 << 30  # one split's images as float32 in memory (training then streams features)
+MAX_IMAGE_PIXELS = 1024 * 1024  # per image (e.g. 1024x1024): stride-8 maps of 128x128 cells
+MAX_FILE_IMAGE_PIXELS = 64 * 1024 * 1024  # an image file to decode (PIL's decompression-bomb guard)
+Image.MAX_IMAGE_PIXELS = MAX_FILE_IMAGE_PIXELS
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 EI_FILES = ("X_split_train.npy", "Y_split_train.npy", "X_split_test.npy", "Y_split_test.npy")
 
@@ -81,6 +86,13 @@ def load_dataset(path: str | Path, *, input_shape: Sequence[int] | str | None = 
 
 # --- Edge Impulse data directory -----------------------------------------------------------
 
+def check_image_size(height: int, width: int, what: str) -> None:
+    """Refuse images over :data:`MAX_IMAGE_PIXELS` (the model input) with the fix."""
+    if height * width > MAX_IMAGE_PIXELS:
+        raise VadblocksError(f"{what}: images of {width}x{height} are over the {MAX_IMAGE_PIXELS:,}-pixel limit "
+                             "of a model input; pass --image-size (e.g. 224)")
+
+
 def is_edge_impulse_dir(path: str | Path) -> bool:
     """True when ``path`` looks like an Edge Impulse data directory (has X/Y_split_train.npy)."""
     root = Path(path)
@@ -92,9 +104,18 @@ def _load_npy(path: Path) -> np.ndarray:
         if fh.read(6) != b"\x93NUMPY":
             raise VadblocksError(f"{path} is not a valid .npy file (no NumPy header); write it with np.save")
     try:
-        return np.load(path, allow_pickle=False)
+        mapped = np.load(path, allow_pickle=False, mmap_mode="r")  # the header first: refuse before reading
+        if mapped.dtype.hasobject:
+            raise ValueError("pickle: object array")
+        if mapped.size * 4 > MAX_SPLIT_BYTES:
+            raise VadblocksError(f"{path} holds {mapped.size:,} values ({mapped.size * 4 / 2**30:.1f} GiB as float32), "
+                                 f"over the {MAX_SPLIT_BYTES >> 30} GiB limit of one split; split the data or "
+                                 "use smaller images")
+        return np.array(mapped)
+    except VadblocksError:
+        raise
     except ValueError as exc:
-        if "pickle" in str(exc).lower():
+        if "pickle" in str(exc).lower() or "python objects" in str(exc).lower():
             raise VadblocksError(f"{path} holds pickled Python objects (an object array); save a plain numeric "
                                  "array, e.g. np.save(path, x.astype(np.float32))") from None
         raise VadblocksError(f"{path} is not a valid .npy file: {exc}") from None
@@ -121,8 +142,10 @@ def parse_shape(text: str | Sequence[int]) -> tuple[int, int, int]:
     """Parse ``"96,96,3"``, ``"(96, 96, 3)"`` or a sequence into (H, W, C)."""
     if isinstance(text, str):
         parts = [p for p in re.split(r"[^0-9]+", text) if p]
-    else:
+    elif isinstance(text, (list, tuple)):
         parts = list(text)
+    else:
+        parts = []
     try:
         shape = tuple(int(p) for p in parts)
     except (TypeError, ValueError):
@@ -209,7 +232,7 @@ def load_edge_impulse(root: Path, *, input_shape: Sequence[int] | str | None = N
     """Load ``X_split_*.npy`` / ``Y_split_*.npy`` (+ optional train_input.json) from ``root``."""
     info = _read_info(root, info_file)
     scaling = scaling or info.get("imageInputScaling") or "0..1"
-    if scaling not in SCALINGS:
+    if not isinstance(scaling, str) or scaling not in SCALINGS:
         raise VadblocksError(f"input scaling {scaling!r} is not supported; use one of {', '.join(SCALINGS)}")
     shape_src = input_shape or info.get("inputShapeString") or info.get("inputShape")
     shape = parse_shape(shape_src) if shape_src else None
@@ -232,6 +255,7 @@ def load_edge_impulse(root: Path, *, input_shape: Sequence[int] | str | None = N
                 raise VadblocksError(f"{p} is missing (the X and Y files of a split come together)")
         x_raw = _load_npy(xp)
         images, ch = _images_from_x(x_raw, xp, shape, scaling)
+        check_image_size(images.shape[1], images.shape[2], str(xp))
         if split == "train":
             channels = ch
             if len(images) == 0:
@@ -307,7 +331,17 @@ def _image_files(folder: Path) -> list[Path]:
 
 
 def _stack(paths: list[Path], root: Path, size: int | None) -> np.ndarray:
-    arrays = [load_image(p, size) for p in paths]
+    if size and len(paths) * size * size * 12 > MAX_SPLIT_BYTES:
+        raise VadblocksError(f"{root}: {len(paths):,} images of {size}x{size} need "
+                             f"{len(paths) * size * size * 12 / 2**30:.1f} GiB as float32, over the "
+                             f"{MAX_SPLIT_BYTES >> 30} GiB limit; use fewer or smaller images")
+    arrays = []
+    for p in paths:
+        arrays.append(load_image(p, size))
+        check_image_size(arrays[0].shape[0], arrays[0].shape[1], str(p))
+        if len(arrays) * arrays[0].nbytes > MAX_SPLIT_BYTES:
+            raise VadblocksError(f"{root}: {len(paths):,} images of {arrays[0].shape[1]}x{arrays[0].shape[0]} "
+                                 f"exceed the {MAX_SPLIT_BYTES >> 30} GiB limit as float32; pass --image-size")
     if size is None and arrays:
         first = arrays[0].shape
         for p, a in zip(paths, arrays):

@@ -7,6 +7,7 @@ one exported model file. Edge Impulse's Linux SDKs start it as ``model.eim SOCKE
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import tempfile
@@ -15,10 +16,11 @@ from pathlib import Path
 
 from framework.errors import VadblocksError
 from framework.portable import impulse
-from framework.portable.engines import EXPORT_FILES
-from framework.portable.modelfiles import METADATA_FILE, read_metadata
+from framework.portable.engines import EXPORT_FILES, load_engine
+from framework.portable.modelfiles import METADATA_FILE, check_model_dir, engine_shapes
 
 EIM_RUNTIMES = tuple(EXPORT_FILES)  # tflite (default), tflite-int8, onnx
+RUNTIME_PACKAGES = {"tflite": "ai_edge_litert", "tflite-int8": "ai_edge_litert", "onnx": "onnxruntime"}
 PORTABLE_MODULES = ("__init__", "errors", "silence", "engines", "modelfiles", "impulse")
 MAIN = '''import os
 import sys
@@ -38,10 +40,12 @@ def write_eim(model_dir: str | Path, out: str | Path, runtime: str = "tflite",
     if runtime not in EIM_RUNTIMES:
         raise VadblocksError(f"--runtime {runtime!r} is not one of {', '.join(EIM_RUNTIMES)}")
     model_dir, out = Path(model_dir), Path(out)
-    read_metadata(model_dir)
+    meta = check_model_dir(model_dir)
     model_file = model_dir / EXPORT_FILES[runtime]
     if not model_file.is_file():
         raise VadblocksError(f"{model_file} does not exist: train with --export including {runtime}")
+    if importlib.util.find_spec(RUNTIME_PACKAGES[runtime]) is not None:  # load it here, where we can say why not
+        load_engine(runtime, str(model_file), 1, **engine_shapes(meta))
     if out.is_dir():
         raise VadblocksError(f"--out {out} is a directory; give the path of the .eim file to write")
     source = Path(impulse.__file__).parent

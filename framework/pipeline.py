@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -21,7 +22,7 @@ from framework.outputs import atomic_directory
 from framework.params import BlockConfig, resolve
 from framework.plugins import Registry, get_registry
 from framework.portable.modelfiles import (BACKBONE_STATE_FILE, FORMAT_VERSION, METADATA_FILE, SCORER_STATE_FILE,
-                                           read_metadata)
+                                           check_model_dir, integrity, npz_layout)
 from framework.scorer import Scorer, concat_batches
 
 BATCH_SIZE = 32
@@ -98,6 +99,8 @@ class AnomalyModel:
             np.savez(tmp / SCORER_STATE_FILE, **arrays)
             np.savez(tmp / BACKBONE_STATE_FILE,
                      **{k: v.detach().cpu().numpy() for k, v in self.extractor.backbone.state_dict().items()})
+            meta["arrays"] = {name: npz_layout(tmp / name) for name in (SCORER_STATE_FILE, BACKBONE_STATE_FILE)}
+            meta["integrity"] = integrity(tmp, [p.name for p in tmp.iterdir()])
             (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         return Path(out_dir)
 
@@ -105,7 +108,7 @@ class AnomalyModel:
     def load(cls, model_dir: str | Path, registry: Registry | None = None) -> "AnomalyModel":
         """Load a model directory written by :meth:`save` (no pickle involved)."""
         model_dir = Path(model_dir)
-        meta = read_metadata(model_dir)
+        meta = check_model_dir(model_dir)
         params = meta["parameters"]
         input_shape = tuple(int(v) for v in meta["inputShape"])
         threshold = float(meta["nominalThresholdScore"])
@@ -118,10 +121,23 @@ class AnomalyModel:
                 extractor.backbone.load_state_dict({k: torch.from_numpy(z[k].copy()) for k in z.files})
             with np.load(model_dir / SCORER_STATE_FILE, allow_pickle=False) as z:
                 scorer.set_state({k: z[k] for k in z.files}, meta.get("scorerState", {}))
-        except (OSError, ValueError, RuntimeError) as exc:
+        except (OSError, ValueError, RuntimeError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             raise VadblocksError(f"model files in {model_dir} are missing or corrupt: {exc}") from None
         extractor.eval()
-        return cls(backbone, scorer, extractor, config, input_shape, threshold, meta)  # type: ignore[arg-type]
+        model = cls(backbone, scorer, extractor, config, input_shape, threshold, meta)  # type: ignore[arg-type]
+        model.check_consistency(model_dir)
+        return model
+
+    def check_consistency(self, model_dir: str | Path) -> None:
+        """One blank image through backbone and scorer must give the metadata's grid (arrays fit each other)."""
+        try:
+            grid, _ = self.predict(np.full((1,) + tuple(self.input_shape[:2]) + (3,), 0.5, np.float32))
+        except Exception as exc:  # noqa: BLE001 - any failure here means the saved arrays do not fit
+            raise VadblocksError(f"model files in {model_dir} do not fit together ({type(exc).__name__}: {exc}); "
+                                 "retrain the model") from None
+        if list(grid.shape[1:]) != list(self.metadata["gridSize"]):
+            raise VadblocksError(f"model files in {model_dir} give a {grid.shape[1]}x{grid.shape[2]} grid but the "
+                                 f"metadata records {self.metadata['gridSize']}; retrain the model")
 
 
 def check_images(images: np.ndarray, input_shape: tuple[int, int, int]) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from framework.errors import VadblocksError
+from framework.outputs import remove_temporaries
 from framework.params import Param, known_values, params_from_json
 
 Log = Callable[[str], None]
@@ -119,15 +120,50 @@ def parse_extra_args(doc: Mapping[str, Any], extra: list[str]) -> dict[str, str]
     return out
 
 
+SECURITY = {  # every block container runs locked down (docs/contract.md)
+    "read_only": True,  # root filesystem read-only; /tmp is a tmpfs, /out the only other writable place
+    "tmpfs": {"/tmp": "rw,nosuid,nodev,size=1g"},
+    "cap_drop": ["ALL"],
+    "security_opt": ["no-new-privileges"],
+    "pids_limit": 512,
+    "network_mode": "none",
+}
+STOP_TIMEOUT = 20  # seconds a block gets to remove its partial output after SIGTERM
+
+
+def container_options(data: Path, out: Path, user: str | None = None, memory: str | None = None,
+                      cpus: float | None = None) -> dict[str, Any]:
+    """docker SDK ``containers.create`` options of a block run: mounts, user, the lock-down, limits."""
+    opts: dict[str, Any] = dict(SECURITY, user=user or f"{os.getuid()}:{os.getgid()}",
+                                volumes={str(data): {"bind": DATA_MOUNT, "mode": "ro"},
+                                         str(out): {"bind": OUT_MOUNT, "mode": "rw"}},
+                                labels={"vadblocks.run": "1"}, detach=True)
+    if memory:
+        opts["mem_limit"] = memory
+        opts["memswap_limit"] = memory  # no swap beyond the limit
+    if cpus:
+        opts["nano_cpus"] = int(cpus * 1e9)
+    return opts
+
+
 def run(block_dir: str | Path, data_directory: str | Path, out_directory: str | Path,
         values: Mapping[str, Any] | None = None, *, tag: str | None = None, registry: Any = None,
-        user: str | None = None, log: Log = print) -> int:
-    """Run the block's image on a data directory; returns the container's exit code."""
+        user: str | None = None, memory: str | None = None, cpus: float | None = None, log: Log = print) -> int:
+    """Run the block's image on a data directory; returns the container's exit code.
+
+    The container is removed afterwards. When this process is interrupted (Ctrl-C, SIGTERM), the
+    container first gets SIGTERM and :data:`STOP_TIMEOUT` seconds to remove its partial output, then
+    is removed; temporary folders left in the out directory are removed too.
+    """
     doc = read_block(block_dir)
     args = block_arguments(doc, values or {}, registry)
     data = Path(data_directory).resolve()
     if not data.is_dir():
         raise VadblocksError(f"data directory {data} does not exist")
+    if cpus is not None and not 0 < cpus <= (os.cpu_count() or 1):
+        raise VadblocksError(f"--cpus {cpus} is not between 0 and the {os.cpu_count()} CPUs of this machine")
+    if memory is not None and not re.fullmatch(r"[1-9][0-9]*[bkmg]?", memory.lower()):
+        raise VadblocksError(f"--memory {memory!r} is not a size such as 4g or 512m")
     out = Path(out_directory).resolve()
     out.mkdir(parents=True, exist_ok=True)
     tag = tag or default_tag(block_dir)
@@ -139,18 +175,23 @@ def run(block_dir: str | Path, data_directory: str | Path, out_directory: str | 
     except docker.errors.ImageNotFound:
         raise VadblocksError(f"image {tag} does not exist; build it with `vadblocks build {block_dir}`") from None
     command = ["--data-directory", DATA_MOUNT, "--out-directory", OUT_MOUNT, *args]
-    log(f"$ docker run --network none {tag} {' '.join(command)}")
-    container = client.containers.create(
-        tag, command=command, network_mode="none", user=user or f"{os.getuid()}:{os.getgid()}",
-        volumes={str(data): {"bind": DATA_MOUNT, "mode": "ro"}, str(out): {"bind": OUT_MOUNT, "mode": "rw"}},
-        detach=True)
+    log(f"$ docker run --network none --read-only --cap-drop ALL {tag} {' '.join(command)}")
+    container = client.containers.create(tag, command=command, stop_signal="SIGTERM",
+                                         **container_options(data, out, user, memory, cpus))
+    finished = False
     try:
         container.start()
         for line in container.logs(stream=True, follow=True):
             log(line.decode(errors="replace").rstrip("\n"))
-        return int(container.wait().get("StatusCode", 1))
+        code = int(container.wait().get("StatusCode", 1))
+        finished = True
+        return code
     finally:
         try:
+            if not finished:
+                container.stop(timeout=STOP_TIMEOUT)
             container.remove(force=True)
         except Exception:  # noqa: BLE001 - already gone
             pass
+        if not finished:
+            remove_temporaries(out)

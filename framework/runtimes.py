@@ -14,7 +14,7 @@ import numpy as np
 
 from framework.errors import VadblocksError
 from framework.portable.engines import EXPORT_FILES, load_engine, to_input_scaling
-from framework.portable.modelfiles import read_metadata
+from framework.portable.modelfiles import check_model_dir, engine_shapes
 
 RUNTIMES = ("auto", "torch", "onnx", "tflite", "tflite-int8")
 
@@ -25,16 +25,19 @@ class Runtime(Protocol):
 
 
 class FileRuntime:
-    """One exported file of a model directory, run image by image (batch 1, as on a device)."""
+    """One exported file of a model directory, run image by image (batch 1, as on a device).
+
+    ``meta``: the directory's metadata as :func:`check_model_dir` returned it; checked here when None.
+    """
 
     def __init__(self, model_dir: str | Path, fmt: str, meta: dict[str, Any] | None = None, threads: int = 1) -> None:
         self.path = Path(model_dir) / EXPORT_FILES[fmt]
         if not self.path.is_file():
             raise VadblocksError(f"{self.path} does not exist: train with --export including {fmt}")
-        meta = meta if meta is not None else read_metadata(model_dir)
+        meta = meta if meta is not None else check_model_dir(model_dir)
         self.scaling = meta.get("imageInputScaling", "0..1")
         self.channels = int(meta["inputShape"][2])
-        self.engine = load_engine(fmt, str(self.path), threads)
+        self.engine = load_engine(fmt, str(self.path), threads, **engine_shapes(meta))
 
     def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = to_input_scaling(images, self.scaling, self.channels)
@@ -70,11 +73,12 @@ def resolve_runtime(model_dir: str | Path, runtime: str = "auto") -> str:
     return "torch"
 
 
-def open_runtime(model_dir: str | Path, runtime: str = "auto", threads: int = 1, model: Any = None) -> Runtime:
+def open_runtime(model_dir: str | Path, runtime: str = "auto", threads: int = 1, model: Any = None,
+                 meta: dict[str, Any] | None = None) -> Runtime:
     """A runtime for a trained model directory: torch, one of its exported files, or ``auto``.
 
-    ``model``: the already loaded :class:`~framework.pipeline.AnomalyModel` of ``model_dir``, if any.
-    Only the torch runtime loads one (and so imports torch).
+    ``model``: the already loaded :class:`~framework.pipeline.AnomalyModel` of ``model_dir``, if any;
+    ``meta``: its already checked metadata. Only the torch runtime loads a model (and so imports torch).
     """
     if runtime not in RUNTIMES:
         raise VadblocksError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
@@ -85,7 +89,7 @@ def open_runtime(model_dir: str | Path, runtime: str = "auto", threads: int = 1,
 
             model = AnomalyModel.load(model_dir)
         return model
-    meta = model.metadata if model is not None else None
+    meta = model.metadata if model is not None else meta
     if runtime == "onnx":
         return OnnxRuntime(model_dir, meta, threads)
     return LiteRTRuntime(model_dir, runtime, meta, threads)

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -134,3 +138,68 @@ def test_cli_run_streams_logs_and_returns_the_exit_code(image, small_data, tmp_p
     assert "docker run --network none" in result.output and "Trained gmm on mobilenetv2" in result.output
     assert (tmp_path / "o" / "anomaly_metadata.json").exists()
     assert stat.S_ISDIR((tmp_path / "o").stat().st_mode)
+
+
+PROBE = r"""
+import json, os
+res = {}
+for where in ("/etc/probe", "/usr/probe", "/data/probe", "/out/probe", "/tmp/probe"):
+    try:
+        with open(where, "w") as fh:
+            fh.write("x")
+        res[where] = "written"
+    except OSError as exc:
+        res[where] = exc.errno
+status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines() if ":" in line)
+res["CapEff"] = status["CapEff"].strip()
+res["NoNewPrivs"] = status["NoNewPrivs"].strip()
+res["interfaces"] = sorted(os.listdir("/sys/class/net"))
+res["uid"] = os.getuid()
+print(json.dumps(res))
+"""
+
+
+def test_block_containers_run_locked_down(image, small_data, tmp_path):
+    """The options every `vadblocks run` uses: read-only root, tmpfs /tmp, no capabilities, no network."""
+    out = tmp_path / "out"
+    out.mkdir()
+    opts = runner.container_options(Path(small_data["edge-impulse"]).resolve(), out, memory="1g", cpus=1.0)
+    container = image.containers.create(TAG, entrypoint=["python3", "-c", PROBE], **opts)
+    try:
+        container.start()
+        assert container.wait(timeout=120)["StatusCode"] == 0, container.logs().decode()
+        res = json.loads(container.logs(stdout=True, stderr=False).decode().strip().splitlines()[-1])
+        container.reload()
+        host = container.attrs["HostConfig"]
+    finally:
+        container.remove(force=True)
+    assert res["/etc/probe"] == 30 and res["/usr/probe"] == 30  # EROFS: the root filesystem is read-only
+    assert res["/data/probe"] == 30  # the data is mounted read-only
+    assert res["/out/probe"] == "written" and res["/tmp/probe"] == "written"
+    assert res["CapEff"] == "0000000000000000" and res["NoNewPrivs"] == "1"
+    assert res["interfaces"] == ["lo"]  # --network none: nothing but loopback to reach
+    assert res["uid"] == os.getuid()
+    assert host["ReadonlyRootfs"] and host["CapDrop"] == ["ALL"] and host["PidsLimit"] == runner.SECURITY["pids_limit"]
+    assert host["Memory"] == 1 << 30 and host["NanoCpus"] == 10**9
+    assert sorted(p.name for p in out.iterdir()) == ["probe"]
+
+
+def test_sigterm_to_vadblocks_run_stops_and_removes_the_container(image, small_data, tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    before = {c.id for c in image.containers.list(all=True, filters={"label": "vadblocks.run"})}
+    proc = subprocess.Popen([sys.executable, "-m", "framework.cli", "run", str(ROOT), "--tag", TAG,
+                             "--data-directory", str(small_data["edge-impulse"]), "--out-directory", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    deadline = time.time() + 300
+    # the block inside is writing its model: the temporary folder exists in the (mounted) out directory
+    while not (out.is_dir() and any(p.name.startswith(".vadblocks-tmp-") for p in out.iterdir())):
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, stdout + stderr
+    assert "interrupted by SIGTERM" in stderr and "Traceback" not in stderr
+    after = {c.id for c in image.containers.list(all=True, filters={"label": "vadblocks.run"})}
+    assert after == before  # stopped and removed
+    assert list(out.iterdir()) == []  # the block removed its partial output (or the runner did)

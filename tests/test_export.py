@@ -92,10 +92,17 @@ def test_auto_runtime_prefers_exports_present(exported, tmp_path):
     assert resolve_runtime(out) == "tflite" and resolve_runtime(out, "torch") == "torch"
     partial = tmp_path / "partial"
     shutil.copytree(out, partial)
-    (partial / FILES["tflite"]).unlink()
+
+    def drop(fmt: str) -> None:  # a directory written without that export
+        (partial / FILES[fmt]).unlink()
+        meta = json.loads((partial / "anomaly_metadata.json").read_text())
+        del meta["integrity"]["files"][FILES[fmt]], meta["exports"][fmt]
+        (partial / "anomaly_metadata.json").write_text(json.dumps(meta))
+
+    drop("tflite")
     assert resolve_runtime(partial) == "onnx"
     assert isinstance(open_runtime(partial), OnnxRuntime)
-    (partial / FILES["onnx"]).unlink()
+    drop("onnx")
     assert resolve_runtime(partial) == "torch" and isinstance(open_runtime(partial), AnomalyModel)
 
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover - torch is imported on use (patchcore_modu
     from torch import nn
 
 CHUNK_PATCHES = 32768  # stage-1 coreset chunk: up to 2x this many training patches get the exact coreset
+MAX_BANK_BYTES = 1 << 30  # the bank is baked into model.onnx / model.tflite (a flatbuffer stays under 2 GB)
 
 
 class PatchCore(Scorer):
@@ -77,6 +78,10 @@ class PatchCore(Scorer):
         if not n_images:
             raise VadblocksError("no images to fit (empty feature stream)")
         bank, owners = stream.finish()
+        if bank.nbytes > MAX_BANK_BYTES:
+            raise VadblocksError(f"the memory bank would hold {len(bank):,} entries x {bank.shape[1]} channels "
+                                 f"({bank.nbytes / 2**30:.1f} GiB), over the {MAX_BANK_BYTES >> 30} GiB limit (model files "
+                                 "hold the bank; TFLite files cannot exceed 2 GB): lower --sampling-ratio")
         self.coreset_stats = stream.stats
         bank = torch.from_numpy(np.ascontiguousarray(bank))
         self._bank_images = torch.from_numpy(owners)

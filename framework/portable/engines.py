@@ -33,6 +33,9 @@ def to_input_scaling(images: np.ndarray, scaling: str, channels: int) -> np.ndar
 
 
 class Engine(Protocol):
+    input_shape: tuple[int, ...]  # (1, H, W, C) as the file declares it
+    grid_shape: tuple[int, ...]  # (1, G, G)
+
     def run_one(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``x`` (1, H, W, C) float32 in the input scaling -> (grid (1, G, G), score (1,))."""
 
@@ -54,8 +57,14 @@ class TFLiteEngine:
             self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
         outputs = self.interpreter.get_output_details()
-        self.grid_out = next(d for d in outputs if len(d["shape"]) == 3)
-        self.score_out = next(d for d in outputs if len(d["shape"]) == 1)
+        grid = [d for d in outputs if len(d["shape"]) == 3]
+        score = [d for d in outputs if len(d["shape"]) == 1]
+        if len(self.interpreter.get_input_details()) != 1 or len(grid) != 1 or len(score) != 1:
+            raise ServingError(f"{name} is not a vadblocks model: expected one image input and outputs grid "
+                               "(1, G, G) and score (1,)")
+        self.grid_out, self.score_out = grid[0], score[0]
+        self.input_shape = tuple(int(v) for v in self.input["shape"])
+        self.grid_shape = tuple(int(v) for v in self.grid_out["shape"])
 
     def run_one(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.input["dtype"] == np.int8:
@@ -82,17 +91,30 @@ class OnnxEngine:
             self.session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types for bad files
             raise ServingError(f"ONNX Runtime cannot load {name}: {exc}") from None
+        inputs, outputs = self.session.get_inputs(), {o.name: o for o in self.session.get_outputs()}
+        if len(inputs) != 1 or inputs[0].name != INPUT_NAME or set(outputs) != set(OUTPUT_NAMES):
+            raise ServingError(f"{name} is not a vadblocks model: expected input {INPUT_NAME!r} and outputs "
+                               f"{', '.join(OUTPUT_NAMES)}")
+        self.input_shape = tuple(d if isinstance(d, int) else -1 for d in inputs[0].shape)
+        self.grid_shape = tuple(d if isinstance(d, int) else -1 for d in outputs["grid"].shape)
 
     def run_one(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         grid, score = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: x})
         return grid, score
 
 
-def load_engine(fmt: str, model: str | bytes, threads: int = 1) -> Engine:
-    """The engine for export format ``fmt`` (``tflite``, ``tflite-int8`` or ``onnx``) of a path or bytes."""
+def load_engine(fmt: str, model: str | bytes, threads: int = 1, input_shape: tuple[int, ...] | None = None,
+                grid_shape: tuple[int, ...] | None = None) -> Engine:
+    """The engine for export format ``fmt`` (``tflite``, ``tflite-int8`` or ``onnx``) of a path or bytes.
+
+    ``input_shape`` (H, W, C) and ``grid_shape`` (G, G), when given, must be what the file declares.
+    """
     if fmt not in EXPORT_FILES:
         raise ServingError(f"unknown model format {fmt!r}; choose from {', '.join(EXPORT_FILES)}")
     name = EXPORT_FILES[fmt] if isinstance(model, bytes) else str(model)
-    if fmt == "onnx":
-        return OnnxEngine(model, threads, name)
-    return TFLiteEngine(model, threads, name)
+    engine: Engine = OnnxEngine(model, threads, name) if fmt == "onnx" else TFLiteEngine(model, threads, name)
+    for what, want, got in (("input", input_shape, engine.input_shape), ("grid", grid_shape, engine.grid_shape)):
+        if want is not None and tuple(got) != (1, *want):
+            raise ServingError(f"{name} declares a {what} of shape {tuple(got)} but the model's metadata records "
+                               f"{(1, *want)}: the file does not belong to this model directory")
+    return engine

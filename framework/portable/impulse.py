@@ -30,7 +30,7 @@ import numpy as np
 
 from .engines import EXPORT_FILES, SCALINGS, Engine, load_engine
 from .errors import ServingError
-from .modelfiles import METADATA_FILE, read_metadata
+from .modelfiles import METADATA_FILE, check_model_dir, engine_shapes, read_metadata, verify_bytes
 
 LABELS = ["anomaly", "no anomaly"]
 HAS_ANOMALY = {"gmm": 3, "patchcore": 4}  # Edge Impulse's VisualGMM / VisualPatchcore; others VisualCustom
@@ -73,11 +73,13 @@ class ImpulseModel:
     @classmethod
     def from_directory(cls, model_dir: str, fmt: str = "tflite", threads: int = 1) -> "ImpulseModel":
         """Open ``fmt``'s file of a vadblocks model directory."""
-        meta = read_metadata(model_dir)
-        path = os.path.join(model_dir, EXPORT_FILES.get(fmt, fmt))
-        if fmt not in EXPORT_FILES or not os.path.isfile(path):
+        meta = check_model_dir(model_dir)
+        if fmt not in EXPORT_FILES:
+            raise ServingError(f"unknown model format {fmt!r}; choose from {', '.join(EXPORT_FILES)}")
+        path = os.path.join(model_dir, EXPORT_FILES[fmt])
+        if not os.path.isfile(path):
             raise ServingError(f"{path} does not exist: train with --export including {fmt}")
-        return cls(meta, load_engine(fmt, path, threads), fmt)
+        return cls(meta, load_engine(fmt, path, threads, **engine_shapes(meta)), fmt)
 
     @property
     def features_count(self) -> int:
@@ -341,8 +343,9 @@ def open_packed(archive: str, threads: int = 1) -> ImpulseModel:
         manifest = json.loads(z.read(EIM_MANIFEST))
         meta = read_metadata(archive, z.read(METADATA_FILE))
         model_bytes = z.read(manifest["file"])
+    verify_bytes(manifest["file"], model_bytes, meta)
     fmt = manifest["format"]
-    return ImpulseModel(meta, load_engine(fmt, model_bytes, threads), fmt)
+    return ImpulseModel(meta, load_engine(fmt, model_bytes, threads, **engine_shapes(meta)), fmt)
 
 
 def eim_main(archive: str, argv: list[str]) -> int:
