@@ -68,6 +68,7 @@ def main() -> None:
         print(json.dumps(measure(a._measure[0], a._measure[1], a.runs)))
         return
     from framework.data import load_dataset
+    from framework.export import save_with_exports
     from framework.params import resolve
     from framework.pipeline import train
     from framework.plugins import get_registry
@@ -85,7 +86,7 @@ def main() -> None:
     for scorer in a.scorers.split(","):
         out = Path(tempfile.mkdtemp()) / scorer
         model = train(ds, resolve(reg, {"scoring-function": scorer}), registry=reg, progress=False)
-        model.save(out, ["onnx", "tflite", "tflite-int8"], calibration=ds.train.images)
+        save_with_exports(model, out, ["onnx", "tflite", "tflite-int8"], calibration=ds.train.images)
         meta = json.loads((out / "anomaly_metadata.json").read_text())
         sizes = {fmt: e["bytes"] / 1e6 for fmt, e in meta["exports"].items()}
         sizes["torch"] = sum((out / f).stat().st_size for f in ("backbone.npz", "scorer_state.npz")) / 1e6

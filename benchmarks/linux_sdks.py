@@ -53,6 +53,7 @@ def main() -> None:
 
     from framework.data import load_dataset
     from framework.eim import write_eim
+    from framework.export import save_with_exports
     from framework.params import resolve
     from framework.pipeline import train
     from framework.plugins import get_registry
@@ -62,7 +63,7 @@ def main() -> None:
     ds = load_dataset(a.data)
     work = Path(tempfile.mkdtemp())
     model_dir = work / "model"
-    train(ds, resolve(reg, {}), registry=reg, progress=False).save(model_dir, ["onnx", "tflite"])
+    save_with_exports(train(ds, resolve(reg, {}), registry=reg, progress=False), model_dir, ["onnx", "tflite"])
     image = work / "image.png"
     Image.fromarray((ds.train.images[0] * 255).round().astype(np.uint8)).save(image)
     res: dict = {"data": a.data, "runs": a.runs}

@@ -173,6 +173,7 @@ def train(ctx: click.Context, data_directory: Path, info_file: Path | None, inpu
         image_size = DEFAULT_FOLDER_IMAGE_SIZE
     ds = load_dataset(data_directory, input_shape=input_shape, scaling=input_scaling, info_file=info_file,
                       image_size=image_size or None)
+    from framework.export import save_with_exports
     from framework.outputs import output_lock
     from framework.pipeline import train as train_model
 
@@ -180,7 +181,7 @@ def train(ctx: click.Context, data_directory: Path, info_file: Path | None, inpu
         t0 = time.perf_counter()
         model = train_model(ds, config, registry=registry, weights=weights, progress=not quiet)
         elapsed = time.perf_counter() - t0
-        model.save(out_directory, formats, calibration=ds.train.images)
+        save_with_exports(model, out_directory, formats, calibration=ds.train.images)
     gh, gw = model.grid_shape
     click.echo(f"Trained {config.scorer} on {config.backbone} with {len(ds.train)} normal images "
                f"({ds.image_shape[0]}x{ds.image_shape[1]}) in {elapsed:.1f} s; grid {gh}x{gw}; "

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -25,8 +25,7 @@ from framework.portable.engines import EXPORT_FILES as FILES
 from framework.portable.engines import INPUT_NAME, OUTPUT_NAMES, SCALINGS, to_input_scaling
 from framework.portable.silence import quiet
 
-if TYPE_CHECKING:  # pragma: no cover
-    from framework.pipeline import AnomalyModel
+from framework.pipeline import AnomalyModel
 
 FORMATS = tuple(FILES)
 CALIBRATION_IMAGES = 256  # training images used to calibrate the int8 model (evenly spaced)
@@ -36,7 +35,7 @@ ONNX_OPSET = 17
 class ExportGraph(nn.Module):
     """NHWC image scaled per ``imageInputScaling`` -> (grid (1, G, G), score (1,))."""
 
-    def __init__(self, model: "AnomalyModel") -> None:
+    def __init__(self, model: AnomalyModel) -> None:
         super().__init__()
         lo, hi = SCALINGS[model.metadata.get("imageInputScaling", "0..1")]
         mean = torch.tensor(model.backbone.mean, dtype=torch.float32)
@@ -138,7 +137,16 @@ def export_tflite_int8(graph: ExportGraph, calibration: np.ndarray, scaling: str
         litert_torch.convert(converted, (sample,), quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(str(path))
 
 
-def write_exports(model: "AnomalyModel", out_dir: Path, formats: Sequence[str],
+def save_with_exports(model: AnomalyModel, out_dir: str | Path, formats: Sequence[str] = (),
+                      calibration: np.ndarray | None = None) -> Path:
+    """Save ``model`` into ``out_dir`` (atomically) with the exported files of ``formats``.
+
+    ``calibration``: training images (0..1 RGB) for the int8 model's quantisation.
+    """
+    return model.save(out_dir, lambda folder: write_exports(model, folder, formats, calibration))
+
+
+def write_exports(model: AnomalyModel, out_dir: Path, formats: Sequence[str],
                   calibration: np.ndarray | None = None) -> dict[str, Any]:
     """Write the requested model files into ``out_dir``; returns their metadata entries."""
     unknown = [f for f in formats if f not in FILES]

@@ -7,7 +7,7 @@ import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -81,21 +81,20 @@ class AnomalyModel:
             scores.append(s)
         return np.concatenate(grids), np.concatenate(scores)
 
-    def save(self, out_dir: str | Path, exports: Sequence[str] = (),
-             calibration: np.ndarray | None = None) -> Path:
-        """Write the model files (and the ``exports`` formats) into ``out_dir`` atomically.
+    def save(self, out_dir: str | Path,
+             extra: Callable[[Path], dict[str, Any]] | None = None) -> Path:
+        """Write the model files into ``out_dir`` atomically.
 
-        ``calibration``: training images (0..1 RGB) for the int8 model's quantisation.
+        ``extra(folder)`` writes more files into the temporary folder first and returns their metadata
+        entries (``exports``): :func:`framework.export.save_with_exports` passes the exported models.
         """
-        from framework.export import write_exports
-
         arrays, state_config = self.scorer.get_state()
         meta = dict(self.metadata)
         meta["scorerState"] = state_config
         meta["files"] = {"metadata": METADATA_FILE, "scorerState": SCORER_STATE_FILE,
                          "backboneState": BACKBONE_STATE_FILE}
         with atomic_directory(out_dir) as tmp:
-            meta["exports"] = write_exports(self, tmp, exports, calibration)
+            meta["exports"] = extra(tmp) if extra is not None else {}
             np.savez(tmp / SCORER_STATE_FILE, **arrays)
             np.savez(tmp / BACKBONE_STATE_FILE,
                      **{k: v.detach().cpu().numpy() for k, v in self.extractor.backbone.state_dict().items()})

@@ -15,7 +15,7 @@ import blocks.scorers.patchcore_module as patchcore_module
 from framework.data import load_dataset
 from framework.demo_data import TEXTURES, make_demo_dataset
 from framework.eim import write_eim
-from framework.export import FILES
+from framework.export import FILES, save_with_exports
 from framework.metrics import evaluate
 from framework.params import resolve
 from framework.pipeline import AnomalyModel, train
@@ -169,7 +169,7 @@ def test_int8_model_keeps_auroc_within_002_on_the_demo_data(tmp_path_factory, re
         test = load_dataset(root / texture).test
         model = train(ds, resolve(registry, {"scoring-function": scorer}), progress=False)
         out = tmp_path_factory.mktemp("int8") / texture
-        model.save(out, ["tflite-int8"], calibration=ds.train.images)
+        save_with_exports(model, out, ["tflite-int8"], calibration=ds.train.images)
         runtime = open_runtime(out, "tflite-int8", model=model)
         assert runtime.engine.input["dtype"] == np.int8 and runtime.engine.grid_out["dtype"] == np.float32
         grids, scores = runtime.predict(test.images)
