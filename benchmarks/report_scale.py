@@ -37,7 +37,8 @@ def main() -> None:
     from framework.demo_data import make_texture_dataset
 
     work = Path(tempfile.mkdtemp())
-    paths = make_texture_dataset(work, "brick", n_train=200, n_test_good=a.test // 2, n_test_defect=a.test - a.test // 2)
+    paths = make_texture_dataset(work, "brick", n_train=200, n_test_good=a.test // 2,
+                                 n_test_defect=a.test - a.test // 2)
     runner = CliRunner()
     for args in (["train", "--data-directory", str(paths["edge-impulse"]), "--out-directory", str(work / "m"),
                   "--quiet", "--export", "none"],

@@ -80,7 +80,7 @@ class Backbone:
         raise NotImplementedError
 
 
-def tap_features(layers: Iterable["nn.Module"], x: "torch.Tensor", cuts: tuple[int, ...]) -> "list[torch.Tensor]":
+def tap_features(layers: Iterable[nn.Module], x: torch.Tensor, cuts: tuple[int, ...]) -> list[torch.Tensor]:
     """Run ``layers`` in order, keeping the output after each layer count listed in ``cuts``."""
     outs = []
     for i, layer in enumerate(layers):

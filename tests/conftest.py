@@ -26,6 +26,15 @@ def small_data(tmp_path_factory) -> dict[str, Path]:
     return make_texture_dataset(out, "brick", n_train=40, n_test_good=8, n_test_defect=8)
 
 
+@pytest.fixture(scope="session")
+def exported_model(small_data, tmp_path_factory) -> Path:
+    """A PatchCore model of ``small_data`` with model.onnx and model.tflite (read-only: copy to change it)."""
+    out = tmp_path_factory.mktemp("exported") / "model"
+    invoke("train", "--data-directory", small_data["edge-impulse"], "--out-directory", out, "--quiet",
+           "--export", "onnx,tflite")
+    return out
+
+
 @pytest.fixture
 def registry():
     return get_registry()

@@ -23,7 +23,6 @@ from framework.errors import VadblocksError
 from framework.portable.impulse import ImpulseModel
 from framework.portable.modelfiles import check_model_dir, integrity, npz_layout
 from framework.runtimes import open_runtime
-from tests.conftest import invoke
 
 ROOT = Path(__file__).resolve().parents[1]
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True, database=None,
@@ -121,11 +120,8 @@ def test_corrupt_bytes_in_data_files(valid_files, small_data, data, which):
 
 
 @pytest.fixture(scope="module")
-def model_dir(small_data, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("fuzzmodel") / "m"
-    invoke("train", "--data-directory", small_data["edge-impulse"], "--out-directory", out, "--quiet",
-           "--export", "onnx,tflite")
-    return out
+def model_dir(exported_model) -> Path:
+    return exported_model
 
 
 JSON_VALUES = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-10, 10**6), st.floats(allow_nan=False),

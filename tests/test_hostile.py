@@ -34,11 +34,8 @@ def cli(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess
 
 
 @pytest.fixture(scope="module")
-def model_dir(small_data, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("hostile") / "model"
-    invoke("train", "--data-directory", small_data["edge-impulse"], "--out-directory", out, "--quiet",
-           "--export", "onnx,tflite")
-    return out
+def model_dir(exported_model) -> Path:
+    return exported_model
 
 
 def rewrite_metadata(model: Path, **changes) -> None:

@@ -41,11 +41,8 @@ def sdk_python() -> Path:
 
 
 @pytest.fixture(scope="module")
-def model_dir(small_data, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("sdk") / "model"
-    invoke("train", "--data-directory", small_data["edge-impulse"], "--out-directory", out, "--quiet",
-           "--export", "onnx,tflite")
-    return out
+def model_dir(exported_model) -> Path:
+    return exported_model
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +119,8 @@ def test_node_sdk_classifies_like_predict(sdk_python, model_dir, images, tmp_pat
     features = tmp_path / "features.json"
     features.write_text(json.dumps([packed_pixels(p) for p in images]))
     proc = subprocess.run(["node", str(CLIENTS / "node_client.js"), str(eim), shm, str(LOW), str(features)],
-                          capture_output=True, text=True, timeout=180, env={**os.environ, "NODE_PATH": str(NODE_MODULES)})
+                          capture_output=True, text=True, timeout=180,
+                          env={**os.environ, "NODE_PATH": str(NODE_MODULES)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout)
     assert out["shm"] is (shm == "always")
@@ -300,7 +298,8 @@ def test_http_features_match_the_image_route(server, images):
 
 
 @pytest.mark.parametrize("path,body,ctype,message", [
-    ("/api/features", b"", "application/json", 'Missing body on request. Did you set "Content-Type: application/json" ?'),
+    ("/api/features", b"", "application/json",
+     'Missing body on request. Did you set "Content-Type: application/json" ?'),
     ("/api/features", b'{"x": 1}', "application/json", 'Missing "features" on body'),
     ("/api/features", b'{"features": 5}', "application/json", '"features" on body is not an array'),
     ("/api/features", b'{"features": [1, "a"]}', "application/json",

@@ -141,7 +141,8 @@ def test_outlined_cells_are_the_cells_above_the_threshold(page, model_dir, small
     select_sample(page, name)
     for t in (float(np.quantile(grid, 0.8)), float(np.quantile(grid, 0.3))):
         set_threshold(page, t)
-        outlined = {tuple(map(int, rc.split(","))) for rc in page.get_attribute("#cell-canvas", "data-outlined").split()}
+        drawn = page.get_attribute("#cell-canvas", "data-outlined").split()
+        outlined = {tuple(map(int, rc.split(","))) for rc in drawn}
         assert outlined == {tuple(map(int, rc)) for rc in np.argwhere(grid > t)}
         # and they are drawn: the outline's pixels are white, the same spot of a cell below is not
         gh, gw = grid.shape

@@ -80,8 +80,8 @@ class PatchCore(Scorer):
         bank, owners = stream.finish()
         if bank.nbytes > MAX_BANK_BYTES:
             raise VadblocksError(f"the memory bank would hold {len(bank):,} entries x {bank.shape[1]} channels "
-                                 f"({bank.nbytes / 2**30:.1f} GiB), over the {MAX_BANK_BYTES >> 30} GiB limit (model files "
-                                 "hold the bank; TFLite files cannot exceed 2 GB): lower --sampling-ratio")
+                                 f"({bank.nbytes / 2**30:.1f} GiB), over the {MAX_BANK_BYTES >> 30} GiB limit "
+                                 "(model files hold the bank; TFLite files cannot exceed 2 GB): lower --sampling-ratio")
         self.coreset_stats = stream.stats
         bank = torch.from_numpy(np.ascontiguousarray(bank))
         self._bank_images = torch.from_numpy(owners)

@@ -18,7 +18,6 @@ import math
 import os
 import re
 import signal
-import socket
 import socketserver
 import sys
 import threading
@@ -160,8 +159,9 @@ _ID = re.compile(rb'"id"\s*:\s*(-?\d+)')
 
 
 def split_messages(buf: bytes) -> tuple[list[bytes], bytes]:
-    """Complete top-level JSON objects at the start of ``buf`` (garbage between them kept as its own
-    item, to be answered with an error) and the incomplete rest."""
+    """Split received bytes into requests: the complete top-level JSON objects (and any text outside
+    an object, as its own item, to be answered with an error), and the incomplete object that waits
+    for more bytes. Braces inside strings (with escapes) do not count."""
     out: list[bytes] = []
     start = None
     depth, in_string, skip = 0, False, -1
@@ -193,11 +193,11 @@ def split_messages(buf: bytes) -> tuple[list[bytes], bytes]:
                 out.append(buf[start:m.end()])
                 pos = m.end()
     rest = buf[pos:]
-    if depth == 0:
+    if depth == 0:  # outside any object: only whitespace may wait; anything else can never become a request
         junk = rest.strip(b" \t\r\n\0")
-        if junk and (b"\n" in rest or len(junk) > 1024):  # a line that holds no object at all
+        if junk:
             out.append(junk)
-            rest = b""
+        rest = b""
     return out, rest
 
 
