@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/latency.py --data $(DEMO_DIR)/data/brick-ei
 	$(BIN)/python benchmarks/compare_anomalib.py --data-directory $(DEMO_DIR)/data --json $(DEMO_DIR)/compare_anomalib.json
 	$(BIN)/python benchmarks/scaling.py --sizes 1000,2000,5000,10000 --exact-up-to 2000 --json $(DEMO_DIR)/scaling.json
+	cd benchmarks && ../$(BIN)/python hard_bench.py --data ../$(DEMO_DIR)/hard --json ../$(DEMO_DIR)/hard_bench.json
 	$(MAKE) sdk
 	$(BIN)/python benchmarks/linux_sdks.py --data $(DEMO_DIR)/data/brick-ei --json $(DEMO_DIR)/linux_sdks.json
 	$(BIN)/python benchmarks/report_scale.py --test 1000 --json $(DEMO_DIR)/report_scale.json
