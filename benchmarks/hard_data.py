@@ -123,7 +123,8 @@ def _soft(size: int, draw, blur: float) -> np.ndarray:
     return np.asarray(small, np.float32) / 255.0
 
 
-def add_defect(img: np.ndarray, kind: str, rng: np.random.Generator, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def add_defect(img: np.ndarray, kind: str, rng: np.random.Generator,
+               other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A subtle defect of ``kind`` (2-5 % of the width) on ``img``; returns (image, boolean mask)."""
     s = img.shape[0]
     cx, cy = rng.uniform(0.2 * s, 0.8 * s, size=2)
