@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import signal
 import sys
 import time
@@ -68,6 +69,13 @@ def _plugin_values(kwargs: dict[str, Any]) -> dict[str, Any]:
 
     names = {p.attr for p, _ in all_params(get_registry())}
     return {k: v for k, v in kwargs.items() if k in names and v is not None}
+
+
+def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """A click callback refusing NaN and infinite numbers (``--threshold nan``)."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number")
+    return value
 
 
 def _echo_json(obj: Any) -> None:
@@ -192,11 +200,11 @@ def train(ctx: click.Context, data_directory: Path, info_file: Path | None, inpu
 def _export_formats(text: str) -> tuple[str, ...]:
     from framework.portable.engines import EXPORT_FILES
 
-    FORMATS = tuple(EXPORT_FILES)
     formats = tuple(f.strip() for f in text.split(",") if f.strip() and f.strip() != "none")
-    unknown = [f for f in formats if f not in FORMATS]
+    unknown = [f for f in formats if f not in EXPORT_FILES]
     if unknown:
-        raise VadblocksError(f"--export: {', '.join(unknown)} not known; choose from {', '.join(FORMATS)} or none")
+        raise VadblocksError(f"--export: {', '.join(unknown)} not known; choose from {', '.join(EXPORT_FILES)} "
+                             "or none")
     return formats
 
 
@@ -238,7 +246,8 @@ def _write_report(out: Path, model_directory: Path, meta: dict[str, Any], split:
 @cli.command(name="test")
 @click.option("--model-directory", required=True, type=click.Path(path_type=Path))
 @data_options
-@click.option("--threshold", type=float, default=None, help="Override the model's suggested threshold.")
+@click.option("--threshold", type=float, default=None, callback=_finite,
+              help="Override the model's suggested threshold.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--report", type=click.Path(path_type=Path), default=None,
               help="Also write the interactive model-testing page (one self-contained HTML file).")
@@ -285,7 +294,8 @@ def test_cmd(model_directory: Path, data_directory: Path, info_file: Path | None
 @click.option("--model-directory", required=True, type=click.Path(path_type=Path))
 @data_options
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="The HTML file to write.")
-@click.option("--threshold", type=float, default=None, help="Open the page at this threshold (default: suggested).")
+@click.option("--threshold", type=float, default=None, callback=_finite,
+              help="Open the page at this threshold (default: suggested).")
 @RUNTIME_OPTION
 def report(model_directory: Path, data_directory: Path, info_file: Path | None, input_shape: str | None,
            input_scaling: str | None, out: Path, threshold: float | None, runtime: str) -> None:
@@ -303,7 +313,8 @@ def report(model_directory: Path, data_directory: Path, info_file: Path | None, 
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image per line.")
 @click.option("--heatmaps", type=click.Path(path_type=Path), default=None,
               help="Write a heatmap overlay PNG per image into this folder.")
-@click.option("--threshold", type=float, default=None, help="Override the model's suggested threshold.")
+@click.option("--threshold", type=float, default=None, callback=_finite,
+              help="Override the model's suggested threshold.")
 @RUNTIME_OPTION
 def predict(model_directory: Path, images: tuple[Path, ...], as_json: bool, heatmaps: Path | None,
             threshold: float | None, runtime: str) -> None:

@@ -208,6 +208,7 @@ def corpus(tmp: Path, small_data: dict, model: Path) -> list[list[str]]:
         ["predict", "--model-directory", str(model), str(tmp / "missing.png")],
         ["predict", "--model-directory", str(empty), img],
         ["test", "--model-directory", str(model), "--data-directory", str(empty)],
+        ["test", "--model-directory", str(model), "--data-directory", str(folder), "--threshold", "nan"],
         ["test", "--model-directory", str(truncated), "--data-directory", str(folder)],
         ["report", "--model-directory", str(model), "--data-directory", str(empty), "--out", str(tmp / "r.html")],
         ["eim", "--model-directory", str(model), "--out", str(tmp / "x.eim"), "--runtime", "tflite-int8"],
