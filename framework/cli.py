@@ -25,16 +25,20 @@ class Group(click.Group):
     (Ctrl-C, SIGTERM, SIGHUP; partial outputs already removed) into one message and 128 + the signal."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from framework import interrupts
+
         try:
             return super().invoke(ctx)
         except VadblocksError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            ctx.exit(2)
+            if interrupts.pending() is None:
+                click.echo(f"Error: {exc}", err=True)
+                ctx.exit(2)
+            signum = interrupts.pending()  # e.g. a converter turned the interruption into its own error
         except (KeyboardInterrupt, Interrupted) as exc:
             signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
-            click.echo(f"Error: interrupted by {signal.Signals(signum).name}; stopped without leaving partial "
-                       "output", err=True)
-            ctx.exit(128 + int(signum))
+        click.echo(f"Error: interrupted by {signal.Signals(signum).name}; stopped without leaving partial output",
+                   err=True)
+        ctx.exit(128 + int(signum))
 
 
 class PluginParamsCommand(click.Command):

@@ -225,7 +225,7 @@ def test_a_signal_during_train_leaves_nothing(sig, existing, small_data, tmp_pat
 def test_two_trains_racing_for_one_out_directory(small_data, tmp_path):
     out = tmp_path / "out"
     args = [sys.executable, "-m", "framework.cli", "train", "--data-directory", str(small_data["edge-impulse"]),
-            "--out-directory", str(out), "--quiet", "--export", "none"]
+            "--out-directory", str(out), "--quiet", "--export", "onnx"]  # the export keeps the first one busy
     first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=ENV)
     wait_for(lambda: any("lock" in p.name for p in tmp_path.iterdir()), 60, first)
     second = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=300)
@@ -233,7 +233,8 @@ def test_two_trains_racing_for_one_out_directory(small_data, tmp_path):
     assert first.returncode == 0, first_err
     assert second.returncode == 2 and "another vadblocks process is writing" in second.stderr
     assert "Traceback" not in second.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["anomaly_metadata.json", "backbone.npz", "scorer_state.npz"]
+    assert sorted(p.name for p in out.iterdir()) == ["anomaly_metadata.json", "backbone.npz", "model.onnx",
+                                                     "scorer_state.npz"]
     assert leftovers(tmp_path) == [] and leftovers(out) == []
     check_model_dir(out)
 
