@@ -48,8 +48,29 @@ def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
+def best_f1(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float] | None:
+    """The highest F1 over every threshold (anomalous when ``score > threshold``) and a threshold giving it.
+
+    For comparison only: it is chosen on the labels it is measured on. None without anomalous samples.
+    """
+    y = np.asarray(labels, bool).reshape(-1)
+    s = np.asarray(scores, np.float64).reshape(-1)
+    positives = int(y.sum())
+    if not positives:
+        return None
+    order = np.argsort(-s, kind="mergesort")
+    s, y = s[order], y[order]
+    ends = np.flatnonzero(np.r_[s[1:] != s[:-1], True])  # the last index of each run of equal scores
+    k = ends + 1  # flagging the top k images
+    f1 = 2 * np.cumsum(y)[ends] / (k + positives)  # 2tp / (2tp + fp + fn) with fp + tp = k, fn = P - tp
+    i = int(np.argmax(f1))
+    below = s[ends[i] + 1] if ends[i] + 1 < len(s) else s[-1] - max(1e-6, abs(s[-1]) * 1e-6)
+    return float(f1[i]), float((s[ends[i]] + below) / 2)
+
+
 def evaluate(grids: np.ndarray, scores: np.ndarray, split: Split, threshold: float) -> dict[str, Any]:
-    """Metrics of one test split: ``{"f1", "image_auroc", "pixel_auroc", "threshold", "counts", "n_images"}``.
+    """Metrics of one test split: ``{"f1", "best_f1", "best_threshold", "image_auroc", "pixel_auroc",
+    "threshold", "counts", "n_images"}``.
 
     Positives are images labelled ``anomaly``; an image is predicted anomalous when its
     score exceeds ``threshold``. AUROCs are None when the split lacks one of the classes
@@ -74,8 +95,11 @@ def evaluate(grids: np.ndarray, scores: np.ndarray, split: Split, threshold: flo
         if truth.any() and (~truth).any():
             pix = upsample_grids(grids[sel], split.masks.shape[1:3]).reshape(-1)
             pixel_auroc = auroc(truth, pix)
+    best = best_f1(y, scores)
     return {
         "f1": None if f1 is None else float(f1),
+        "best_f1": None if best is None else best[0],
+        "best_threshold": None if best is None else best[1],
         "image_auroc": image_auroc,
         "pixel_auroc": pixel_auroc,
         "threshold": float(threshold),

@@ -186,6 +186,7 @@ def train(dataset: Dataset, config: BlockConfig | None = None, *, registry: Regi
         "version": __version__,
         "formatVersion": FORMAT_VERSION,
         "nominalThresholdScore": model.threshold,
+        "maxTrainingScore": float(np.max(train_scores)),  # Edge Impulse's suggested threshold
         "trainScoreRange": [float(np.min(train_scores)), float(np.max(train_scores))],
         "trainScores": score_sample(train_scores),
         "gridSize": [gh, gw],

@@ -9,7 +9,7 @@ import pytest
 
 from framework.data import load_dataset
 from framework.demo_data import TEXTURES, make_demo_dataset
-from framework.metrics import evaluate
+from framework.metrics import best_f1, evaluate
 from framework.params import resolve
 from framework.pipeline import AnomalyModel, train
 from framework.plugins import get_registry
@@ -76,7 +76,8 @@ def torch_equal(a, b) -> bool:
 def test_test_json_shape_and_values(small_data, model_dir):
     out = json.loads(invoke("test", "--model-directory", model_dir, "--data-directory",
                             small_data["folder"], "--json").output)
-    assert set(out) == {"f1", "image_auroc", "pixel_auroc", "threshold", "counts", "n_images"}
+    assert set(out) == {"f1", "best_f1", "best_threshold", "image_auroc", "pixel_auroc", "threshold", "counts",
+                        "n_images"}
     assert out["n_images"] == 16 and sum(out["counts"].values()) == 16
     assert out["image_auroc"] > 0.9 and out["pixel_auroc"] > 0.9
     ei = json.loads(invoke("test", "--model-directory", model_dir, "--data-directory",
@@ -85,6 +86,27 @@ def test_test_json_shape_and_values(small_data, model_dir):
     low = json.loads(invoke("test", "--model-directory", model_dir, "--data-directory",
                             small_data["folder"], "--json", "--threshold", "0").output)
     assert low["threshold"] == 0 and low["counts"]["tp"] == 8 and low["counts"]["fp"] == 8
+    assert low["best_f1"] == out["best_f1"] and out["best_f1"] >= out["f1"]
+    at_best = json.loads(invoke("test", "--model-directory", model_dir, "--data-directory", small_data["folder"],
+                                "--json", "--threshold", repr(out["best_threshold"])).output)
+    assert at_best["f1"] == pytest.approx(out["best_f1"])
+
+
+def test_best_f1_is_the_best_over_every_threshold():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n = int(rng.integers(1, 30))
+        y = rng.random(n) < 0.4
+        s = np.round(rng.normal(size=n), int(rng.integers(0, 3)))  # ties too
+        best = best_f1(y, s)
+        if not y.any():
+            assert best is None
+            continue
+        brute = max(2 * (y & (s > t)).sum() / ((s > t).sum() + y.sum())
+                    for t in np.r_[s, s.min() - 1.0])
+        assert best[0] == pytest.approx(brute)
+        pred = s > best[1]
+        assert 2 * (pred & y).sum() / (pred.sum() + y.sum()) == pytest.approx(best[0])
 
 
 def test_in_process_and_cli_agree(small_data, model_dir):
