@@ -19,12 +19,13 @@ The GIMP pattern files are reserved for independent evaluation and are not used 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image
+
+from framework.demo_data import soft_mask, write_dataset
 
 MATERIALS = ("brick", "grass", "gravel", "wood", "marble", "fabric", "metal", "leather")
 DEFECTS = ("spot", "scratch", "stain", "dent", "inclusion")
@@ -114,15 +115,6 @@ def crop(sheet_img: np.ndarray, rng: np.random.Generator, size: int, train: bool
     return np.clip(arr, 0, 1)
 
 
-def _soft(size: int, draw, blur: float) -> np.ndarray:
-    big = Image.new("L", (size * 4, size * 4), 0)
-    draw(ImageDraw.Draw(big), 4)
-    small = big.resize((size, size), Image.Resampling.BOX)
-    if blur:
-        small = small.filter(ImageFilter.GaussianBlur(blur))
-    return np.asarray(small, np.float32) / 255.0
-
-
 def add_defect(img: np.ndarray, kind: str, rng: np.random.Generator,
                other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A subtle defect of ``kind`` (2-5 % of the width) on ``img``; returns (image, boolean mask)."""
@@ -133,18 +125,18 @@ def add_defect(img: np.ndarray, kind: str, rng: np.random.Generator,
     delta = float(np.clip(3.5 * img.mean(-1).std(), 0.25, 0.6))
     if kind == "spot":
         r = rng.uniform(0.02, 0.025) * s + 1.0
-        alpha = 0.9 * _soft(s, lambda d, k: d.ellipse([(cx - r) * k, (cy - r) * k, (cx + r) * k, (cy + r) * k],
+        alpha = 0.9 * soft_mask(s, lambda d, k: d.ellipse([(cx - r) * k, (cy - r) * k, (cx + r) * k, (cy + r) * k],
                                                        fill=255), 0.6)
         colour = np.clip(mean + rng.choice([-1, 1]) * delta, 0, 1)
     elif kind == "scratch":
         length, angle = rng.uniform(0.15, 0.3) * s, rng.uniform(0, math.pi)
         dx, dy = math.cos(angle) * length / 2, math.sin(angle) * length / 2
-        alpha = 0.75 * _soft(s, lambda d, k: d.line([(cx - dx) * k, (cy - dy) * k, (cx + dx) * k, (cy + dy) * k],
+        alpha = 0.75 * soft_mask(s, lambda d, k: d.line([(cx - dx) * k, (cy - dy) * k, (cx + dx) * k, (cy + dy) * k],
                                                     fill=255, width=int(rng.uniform(1.5, 2.5) * k)), 0)
         colour = np.clip(mean + rng.choice([-1, 1]) * delta, 0, 1)
     elif kind == "stain":
         rx, ry = rng.uniform(0.03, 0.05, size=2) * s + 1.0
-        alpha = 0.55 * _soft(s, lambda d, k: d.ellipse([(cx - rx) * k, (cy - ry) * k, (cx + rx) * k, (cy + ry) * k],
+        alpha = 0.55 * soft_mask(s, lambda d, k: d.ellipse([(cx - rx) * k, (cy - ry) * k, (cx + rx) * k, (cy + ry) * k],
                                                       fill=255), 1.2)
         colour = np.clip(mean * np.asarray(rng.choice([[1.3, 0.8, 0.6], [0.7, 0.9, 1.3], [1.2, 1.2, 0.6]])), 0, 1)
     elif kind == "dent":  # a shallow bump: lit on one side, shaded on the other
@@ -173,12 +165,6 @@ def add_defect(img: np.ndarray, kind: str, rng: np.random.Generator,
     return np.clip(out, 0, 1).astype(np.float32), alpha > 0.15
 
 
-def _png(path: Path, arr: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = (arr.astype(np.uint8) * 255) if arr.dtype == bool else (np.clip(arr, 0, 1) * 255).round().astype(np.uint8)
-    Image.fromarray(data).save(path)
-
-
 def write_material(out: Path, material: str, *, n_train: int = 200, n_good: int = 50, n_bad: int = 50,
                    size: int = 96, seed: int = 0) -> dict[str, Path]:
     """Write ``out/<material>`` (folder layout with masks) and ``out/<material>-ei`` (Edge Impulse)."""
@@ -186,32 +172,19 @@ def write_material(out: Path, material: str, *, n_train: int = 200, n_good: int 
     tex = sheet(material, seed)
     other = sheet(MATERIALS[(MATERIALS.index(material) + 3) % len(MATERIALS)], seed)
     other = np.asarray(Image.fromarray((other * 255).astype(np.uint8)).resize((size * 2, size * 2)), np.float32) / 255
-    folder, ei = out / material, out / f"{material}-ei"
     train = np.stack([crop(tex, rng, size, True) for _ in range(n_train)])
     good = [crop(tex, rng, size, False) for _ in range(n_good)]
     bad = []
     for i in range(n_bad):
         kind = DEFECTS[i % len(DEFECTS)]
         img, mask = add_defect(crop(tex, rng, size, False), kind, rng, other)
-        bad.append(img)
-        _png(folder / "test" / kind / f"{i:03d}.png", img)
-        _png(folder / "ground_truth" / kind / f"{i:03d}_mask.png", mask)
-    for i, img in enumerate(train):
-        _png(folder / "train" / "good" / f"{i:03d}.png", img)
-    for i, img in enumerate(good):
-        _png(folder / "test" / "good" / f"{i:03d}.png", img)
-    ei.mkdir(parents=True, exist_ok=True)
-    # the EI arrays hold exactly what the PNGs hold (8-bit), so both layouts give the same scores
-    q = lambda a: (np.clip(a, 0, 1) * 255).round().astype(np.float32) / 255  # noqa: E731
-    x_test = q(np.stack(good + bad))
-    np.save(ei / "X_split_train.npy", q(train).reshape(len(train), -1))
-    np.save(ei / "Y_split_train.npy", np.full((len(train), 1), 2, np.int64))
-    np.save(ei / "X_split_test.npy", x_test.reshape(len(x_test), -1))
-    np.save(ei / "Y_split_test.npy", np.array([[2]] * len(good) + [[1]] * len(bad), np.int64))
-    (ei / "train_input.json").write_text(json.dumps({"classes": ["anomaly", "no anomaly"],
-                                                     "inputShapeString": f"({size}, {size}, 3)",
-                                                     "imageInputScaling": "0..1"}, indent=2) + "\n")
-    return {"folder": folder, "edge-impulse": ei}
+        bad.append((kind, quantised(img), mask))
+    return write_dataset(out / material, out / f"{material}-ei", quantised(train), [quantised(g) for g in good], bad)
+
+
+def quantised(images: np.ndarray) -> np.ndarray:
+    """Images as their 8-bit PNGs hold them, so the Edge Impulse arrays and the PNGs give the same scores."""
+    return (np.clip(images, 0, 1) * 255).round().astype(np.float32) / 255
 
 
 def main(argv: list[str] | None = None) -> None:

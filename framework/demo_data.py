@@ -62,7 +62,7 @@ def normal_crops(texture: str, n: int, size: int = 96, seed: int = 0) -> np.ndar
     return np.stack([_crop(tex, rng, size) for _ in range(n)])
 
 
-def _soft_mask(size: int, draw_fn, blur: float) -> np.ndarray:
+def soft_mask(size: int, draw_fn, blur: float) -> np.ndarray:
     """Draw at 4x resolution, downsample (antialiasing) and blur; returns alpha in 0..1."""
     big = Image.new("L", (size * 4, size * 4), 0)
     draw_fn(ImageDraw.Draw(big), 4)
@@ -82,17 +82,17 @@ def add_defect(img: np.ndarray, kind: str, rng: np.random.Generator,
         length, angle = rng.uniform(0.4 * s, 0.6 * s), rng.uniform(0, np.pi)
         dx, dy = np.cos(angle) * length / 2, np.sin(angle) * length / 2
         width = rng.uniform(0.03 * s, 0.045 * s)
-        alpha = _soft_mask(s, lambda d, k: d.line([(cx - dx) * k, (cy - dy) * k, (cx + dx) * k, (cy + dy) * k],
+        alpha = soft_mask(s, lambda d, k: d.line([(cx - dx) * k, (cy - dy) * k, (cx + dx) * k, (cy + dy) * k],
                                                    fill=255, width=int(width * k)), 0)
         color = np.array([0.95, 0.95, 0.92]) if rng.random() < 0.5 else np.array([0.05, 0.05, 0.06])
     elif kind == "spot":
         r = rng.uniform(0.06 * s, 0.09 * s)
-        alpha = _soft_mask(s, lambda d, k: d.ellipse([(cx - r) * k, (cy - r) * k, (cx + r) * k, (cy + r) * k],
+        alpha = soft_mask(s, lambda d, k: d.ellipse([(cx - r) * k, (cy - r) * k, (cx + r) * k, (cy + r) * k],
                                                       fill=255), 0.5)
         color = np.array([0.02, 0.02, 0.02]) if rng.random() < 0.5 else np.array([0.98, 0.98, 0.98])
     elif kind == "stain":
         rx, ry = rng.uniform(0.07 * s, 0.12 * s, size=2)
-        alpha = 0.75 * _soft_mask(s, lambda d, k: d.ellipse([(cx - rx) * k, (cy - ry) * k, (cx + rx) * k,
+        alpha = 0.75 * soft_mask(s, lambda d, k: d.ellipse([(cx - rx) * k, (cy - ry) * k, (cx + rx) * k,
                                                               (cy + ry) * k], fill=255), 1.5)
         tint = rng.choice([[0.55, 0.3, 0.1], [0.2, 0.35, 0.6], [0.6, 0.1, 0.15]])
         color = np.asarray(tint) * img.mean()
@@ -114,7 +114,8 @@ def add_defect(img: np.ndarray, kind: str, rng: np.random.Generator,
     return np.clip(out, 0, 1).astype(np.float32), alpha > 0.25
 
 
-def _save_png(path: Path, arr: np.ndarray) -> None:
+def save_png(path: Path, arr: np.ndarray) -> None:
+    """An image (H, W, 3) in 0..1 or a boolean mask as an 8-bit PNG, creating its folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     data = (np.clip(arr, 0, 1) * 255).round().astype(np.uint8) if arr.dtype != bool else arr.astype(np.uint8) * 255
     Image.fromarray(data).save(path)
@@ -127,26 +128,34 @@ def make_texture_dataset(out: Path, texture: str, *, n_train: int = 200, n_test_
     tex = _texture(texture)
     other_name = TEXTURES[(TEXTURES.index(texture) + 1) % len(TEXTURES)] if texture in TEXTURES else "brick"
     other = _texture(other_name)
-    folder, ei = out / texture, out / f"{texture}-ei"
     train = np.stack([_crop(tex, rng, size) for _ in range(n_train)])
     test_good = [_crop(tex, rng, size) for _ in range(n_test_good)]
-    for i, img in enumerate(train):
-        _save_png(folder / "train" / "good" / f"{i:03d}.png", img)
-    for i, img in enumerate(test_good):
-        _save_png(folder / "test" / "good" / f"{i:03d}.png", img)
     test_bad = []
     for i in range(n_test_defect):
         kind = DEFECTS[i % len(DEFECTS)]
-        img, mask = add_defect(_crop(tex, rng, size), kind, rng, other)
-        test_bad.append(img)
-        _save_png(folder / "test" / kind / f"{i:03d}.png", img)
-        _save_png(folder / "ground_truth" / kind / f"{i:03d}_mask.png", mask)
+        test_bad.append((kind, *add_defect(_crop(tex, rng, size), kind, rng, other)))
+    return write_dataset(out / texture, out / f"{texture}-ei", train, test_good, test_bad)
+
+
+def write_dataset(folder: Path, ei: Path, train: np.ndarray, good: list[np.ndarray],
+                  bad: list[tuple[str, np.ndarray, np.ndarray]]) -> dict[str, Path]:
+    """Write one dataset both ways: ``folder`` (train/good, test/good, test/<kind>, ground_truth/<kind>
+    masks) and ``ei`` (an Edge Impulse data directory). ``bad`` holds (kind, image, mask) triples;
+    images are (S, S, 3) float32 in 0..1."""
+    for i, img in enumerate(train):
+        save_png(folder / "train" / "good" / f"{i:03d}.png", img)
+    for i, img in enumerate(good):
+        save_png(folder / "test" / "good" / f"{i:03d}.png", img)
+    for i, (kind, img, mask) in enumerate(bad):
+        save_png(folder / "test" / kind / f"{i:03d}.png", img)
+        save_png(folder / "ground_truth" / kind / f"{i:03d}_mask.png", mask)
     ei.mkdir(parents=True, exist_ok=True)
-    x_test = np.stack(test_good + test_bad)
+    x_test = np.stack(good + [img for _, img, _ in bad])
+    size = train.shape[1]
     np.save(ei / "X_split_train.npy", train.reshape(len(train), -1).astype(np.float32))
     np.save(ei / "Y_split_train.npy", np.full((len(train), 1), 2, np.int64))  # 2 = "no anomaly"
     np.save(ei / "X_split_test.npy", x_test.reshape(len(x_test), -1).astype(np.float32))
-    np.save(ei / "Y_split_test.npy", np.array([[2]] * len(test_good) + [[1]] * len(test_bad), np.int64))
+    np.save(ei / "Y_split_test.npy", np.array([[2]] * len(good) + [[1]] * len(bad), np.int64))
     (ei / "train_input.json").write_text(json.dumps({
         "classes": ["anomaly", "no anomaly"], "inputShapeString": f"({size}, {size}, 3)",
         "imageInputScaling": "0..1"}, indent=2) + "\n")

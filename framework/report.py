@@ -31,12 +31,12 @@ LATENCY_RUNS = 20
 POLICY_TEXT = {"max": "the maximum anomaly score over the training images"}
 
 
-def _thumb(image: np.ndarray) -> tuple[Image.Image, float]:
+def _thumb(image: np.ndarray) -> Image.Image:
     im = Image.fromarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8))
     scale = min(1.0, THUMB_MAX / max(im.size))
     if scale < 1.0:
         im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.Resampling.BILINEAR)
-    return im, scale
+    return im
 
 
 def _data_url(im: Image.Image, fmt: str, **kwargs: Any) -> str:
@@ -86,7 +86,7 @@ def report_data(meta: dict[str, Any], split: Split, grids: np.ndarray, scores: n
     metrics = evaluate(grids, scores, split, suggested if threshold is None else threshold)
     samples = []
     for i in range(len(split)):
-        thumb, _ = _thumb(split.images[i])
+        thumb = _thumb(split.images[i])
         mask = None
         if split.masks is not None and split.has_mask is not None and split.has_mask[i] and split.anomalous[i]:
             mask = mask_outline(split.masks[i], thumb.size)

@@ -21,7 +21,7 @@ from framework.params import resolve
 from framework.pipeline import AnomalyModel, train
 from framework.runtimes import OnnxRuntime, open_runtime, resolve_runtime
 from tests.conftest import invoke, write_plugin_dist
-from tests.test_linux_sdks import EimProcess
+from tests.test_linux_sdks import EimProcess, packed_pixels
 from tests.test_plugins import MEAN_SCORER
 
 
@@ -179,9 +179,7 @@ def test_int8_model_keeps_auroc_within_002_on_the_demo_data(tmp_path_factory, re
         if texture == TEXTURES[0]:  # the int8 file packed into a .eim answers as the runtime does
             eim = EimProcess(write_eim(out, out.parent / "int8.eim", "tflite-int8", interpreter=sys.executable))
             try:
-                pixels = (test.images[-1] * 255).round().astype(np.uint32)
-                packed = ((pixels[..., 0] << 16) | (pixels[..., 1] << 8) | pixels[..., 2]).reshape(-1).tolist()
-                answer = eim.send(json.dumps({"id": 1, "classify": packed}).encode())
+                answer = eim.send(json.dumps({"id": 1, "classify": packed_pixels(test.images[-1])}).encode())
             finally:
                 eim.close()
             assert answer["result"]["anomaly"] == pytest.approx(float(scores[-1]), abs=1e-4)

@@ -129,9 +129,12 @@ def test_node_sdk_classifies_like_predict(sdk_python, model_dir, images, tmp_pat
     check_against_predict(out["before"], out["after"], predict(model_dir, images, "tflite"), threshold)
 
 
-def packed_pixels(path: Path) -> list[int]:
-    """The SDKs' image features: one 0xRRGGBB number per pixel."""
-    px = np.asarray(Image.open(path).convert("RGB"), dtype=np.uint32)
+def packed_pixels(image: Path | np.ndarray) -> list[int]:
+    """The SDKs' image features: one 0xRRGGBB number per pixel, of an image file or a 0..1 RGB array."""
+    if isinstance(image, np.ndarray):
+        px = (image * 255).round().astype(np.uint32)
+    else:
+        px = np.asarray(Image.open(image).convert("RGB"), dtype=np.uint32)
     return ((px[..., 0] << 16) | (px[..., 1] << 8) | px[..., 2]).reshape(-1).tolist()
 
 
