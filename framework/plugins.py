@@ -22,13 +22,15 @@ import pluggy
 from framework import hookspecs
 from framework.errors import VadblocksError
 from framework.params import BACKBONE_PARAM, SCORER_PARAM
+from framework.training_params import TRAINING_PARAMS
 
 GROUP = "vadblocks"
 HOST_DIST = "vadblocks"
 ALLOWLIST_ENV = "VADBLOCKS_LOAD_PLUGINS"
 RESERVED_PARAMS = {SCORER_PARAM, BACKBONE_PARAM, "data-directory", "out-directory", "model-directory",
                    "info-file", "input-file", "input-shape", "input-scaling", "image-size", "weights",
-                   "epochs", "learning-rate", "threshold", "json", "help", "runtime", "seed"}
+                   "epochs", "learning-rate", "threshold", "json", "help", "runtime", "seed",
+                   *(p.name for p, _ in TRAINING_PARAMS)}
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,9 @@ def report_data(meta: dict[str, Any], split: Split, grids: np.ndarray, scores: n
     model_dir = Path(model_dir)
     files = [{"file": p.name, "bytes": p.stat().st_size} for p in sorted(model_dir.iterdir())
              if p.is_file() and not p.name.startswith(".")]
-    policy = meta.get("thresholdPolicy", "max")
+    policy = meta.get("thresholdPolicy") or {"policy": "max"}  # models before threshold policies: max
+    if isinstance(policy, str):
+        policy = {"policy": policy}
     train_scores = meta.get("trainScores") or []
     return {
         "model": {
@@ -111,7 +113,8 @@ def report_data(meta: dict[str, Any], split: Split, grids: np.ndarray, scores: n
             "timings": meta.get("timings", {}),
         },
         "threshold": {
-            "suggested": suggested, "policy": policy, "policyText": POLICY_TEXT.get(policy, policy),
+            "suggested": suggested, "policy": policy["policy"],
+            "policyText": f"{policy['policy']}; {policy.get('how') or POLICY_TEXT.get(policy['policy'], '')}",
             "maxTrainingScore": meta.get("maxTrainingScore", (meta.get("trainScoreRange") or [None, None])[1]),
             "initial": suggested if threshold is None else float(threshold),
         },

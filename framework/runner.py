@@ -16,7 +16,8 @@ from typing import Any, Callable, Mapping
 
 from framework.errors import VadblocksError
 from framework.outputs import remove_temporaries
-from framework.params import Param, known_values, params_from_json
+from framework.config import params_from_json
+from framework.params import Param, known_values
 
 Log = Callable[[str], None]
 DATA_MOUNT = "/data"

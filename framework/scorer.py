@@ -49,13 +49,24 @@ class Scorer:
         """Learn from feature maps of normal images only; return self."""
         raise NotImplementedError
 
-    def fit_batches(self, batches: Iterable[Features]) -> "Scorer":
+    def fit_batches(self, batches: Iterable[Features], groups: np.ndarray | None = None) -> "Scorer":
         """Learn from a stream of feature-map batches (the training set in order); return self.
 
         The framework trains through this method. The default concatenates the batches and calls
         :meth:`fit`; scorers that can learn with bounded memory (PatchCore) override it.
+        ``groups`` (with memory augmentation only) gives, for each streamed image, the index of the
+        training image it is a copy of; :meth:`training_scores_batches` then streams the originals.
         """
         return self.fit(concat_batches(batches))
+
+    def holdout(self, held: np.ndarray) -> "Scorer | None":
+        """A copy of this fitted scorer that has not learned from the training images ``held`` (indices).
+
+        Validation scores held-out images with it. The default returns None, and the framework fits
+        a fresh scorer on the other images instead; scorers that can forget images cheaply
+        (PatchCore drops their memory-bank entries) override it.
+        """
+        return None
 
     def build_scoring_module(self) -> nn.Module:
         """A torch module: list of feature maps -> ``(grid (N, G, G), image_score (N,))``."""

@@ -23,7 +23,7 @@ from framework import runner
 from framework.cli import _read_build_args
 from framework.data import load_dataset
 from framework.errors import VadblocksError
-from framework.params import resolve
+from framework.config import resolve
 from framework.pipeline import train
 from tests.conftest import invoke
 

@@ -17,7 +17,7 @@ from framework.demo_data import TEXTURES, make_demo_dataset
 from framework.eim import write_eim
 from framework.export import FILES, save_with_exports
 from framework.metrics import evaluate
-from framework.params import resolve
+from framework.config import resolve
 from framework.pipeline import AnomalyModel, train
 from framework.runtimes import OnnxRuntime, open_runtime, resolve_runtime
 from tests.conftest import invoke, write_plugin_dist

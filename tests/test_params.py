@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from framework.errors import VadblocksError
-from framework.params import Param, dumps_parameters_json, resolve, to_args
+from framework.config import dumps_parameters_json, resolve, to_args
+from framework.params import Param
 from tests.conftest import invoke
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,8 +39,9 @@ def test_parameters_json_schema(registry):
 def test_resolve_defaults_and_types(registry):
     cfg = resolve(registry, {"num_layers": "3", "sampling-ratio": "0.25"})
     assert cfg.scorer == "patchcore" and cfg.backbone == "mobilenetv2"
-    assert cfg.scorer_params == {"num_layers": 3, "pool_size": 3, "sampling_ratio": 0.25,
+    assert cfg.scorer_params == {"num_layers": 3, "pool_size": 1, "sampling_ratio": 0.25,
                                  "num_nearest_neighbors": 9}
+    assert cfg.training == {"augment": "flips", "threshold_policy": "f1", "target_fpr": 0.05, "validation": True}
 
 
 @pytest.mark.parametrize("values, message", [

@@ -10,7 +10,7 @@ import pytest
 from framework.data import load_dataset
 from framework.demo_data import TEXTURES, make_demo_dataset
 from framework.metrics import best_f1, evaluate
-from framework.params import resolve
+from framework.config import resolve
 from framework.pipeline import AnomalyModel, train
 from framework.plugins import get_registry
 from tests.conftest import invoke
@@ -20,7 +20,7 @@ from tests.conftest import invoke
 def model_dir(small_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("m") / "model"
     invoke("train", "--data-directory", small_data["edge-impulse"], "--out-directory", out, "--quiet",
-           "--num-layers", "2", "--sampling-ratio", "0.2")
+           "--num-layers", "2", "--sampling-ratio", "0.2", "--threshold-policy", "max", "--augment", "none")
     return out
 
 
@@ -66,7 +66,7 @@ def test_streamed_training_is_memory_bounded_and_matches(small_data, monkeypatch
     meta_dir = two.save(small_data["edge-impulse"].parent / "two-stage-model")
     meta = json.loads((meta_dir / "anomaly_metadata.json").read_text())
     assert meta["scorerState"]["coreset"]["chunks"] == stats["chunks"]
-    assert set(meta["timings"]) == {"fitSeconds", "thresholdSeconds"}
+    assert set(meta["timings"]) == {"fitSeconds", "thresholdSeconds", "validationSeconds"}
 
 
 def torch_equal(a, b) -> bool:

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from framework.pipeline import train
-from framework.params import resolve
+from framework.config import resolve
 from framework.plugins import get_registry
 from framework.data import load_dataset
 from tests.conftest import invoke, write_plugin_dist

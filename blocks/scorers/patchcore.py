@@ -30,9 +30,9 @@ class PatchCore(Scorer):
     name: ClassVar[str] = "patchcore"
     description: ClassVar[str] = "coreset memory bank + k nearest neighbours (accurate; for capable targets)"
     parameters: ClassVar[tuple[Param, ...]] = (
-        Param("num-layers", "int", 2, "Backbone feature levels to use: 1 = stride 8 only, 2 adds stride 16, "
+        Param("num-layers", "int", 1, "Backbone feature levels to use: 1 = stride 8 only, 2 adds stride 16, "
               "3 adds stride 32", label="Number of layers", min=1, max=3),
-        Param("pool-size", "int", 3, "Neighbourhood average pooling window around each patch (odd; 1 = none)",
+        Param("pool-size", "int", 1, "Neighbourhood average pooling window around each patch (odd; 1 = none)",
               label="Pool size", min=1, max=9),
         Param("sampling-ratio", "float", 0.1, "Fraction of training patches kept in the coreset memory bank",
               label="Sampling ratio", min=0.0001, max=1.0),
@@ -59,8 +59,12 @@ class PatchCore(Scorer):
     def fit(self, features: Features) -> "PatchCore":
         return self.fit_batches([features])
 
-    def fit_batches(self, batches: Iterable[Features]) -> "PatchCore":
-        """Stream the training patches into the two-stage coreset (exact up to 2 chunks of patches)."""
+    def fit_batches(self, batches: Iterable[Features], groups: np.ndarray | None = None) -> "PatchCore":
+        """Stream the training patches into the two-stage coreset (exact up to 2 chunks of patches).
+
+        Each bank entry remembers the training image it came from (``groups`` maps augmented copies to
+        their source image), so an image can later be scored without its own memory.
+        """
         import torch
 
         from blocks.scorers.coreset import StreamingCoreset
@@ -73,7 +77,10 @@ class PatchCore(Scorer):
                 check_features(features, self.feature_levels())
                 x = patches_of(features, self.feature_levels(), self.params["pool_size"])
                 n, l, c = x.shape
-                stream.add(x.reshape(n * l, c).numpy(), np.repeat(np.arange(n_images, n_images + n), l))
+                ids = np.arange(n_images, n_images + n) if groups is None else groups[n_images:n_images + n]
+                if len(ids) != n:
+                    raise VadblocksError(f"groups has {len(groups)} entries but the stream holds more images")
+                stream.add(x.reshape(n * l, c).numpy(), np.repeat(ids, l))
                 n_images += n
         if not n_images:
             raise VadblocksError("no images to fit (empty feature stream)")
@@ -90,6 +97,23 @@ class PatchCore(Scorer):
 
     def training_scores(self, features: Features) -> np.ndarray:
         return self.training_scores_batches([features])
+
+    def holdout(self, held: np.ndarray) -> "PatchCore":
+        """This PatchCore without the bank entries of training images ``held`` (their neighbours recomputed)."""
+        import torch
+
+        from blocks.scorers.patchcore_module import bank_neighbours
+
+        if self.bank is None or self._bank_images is None:
+            raise VadblocksError("PatchCore holdout() needs a bank fitted by fit_batches")
+        keep = ~torch.isin(self._bank_images, torch.as_tensor(np.asarray(held, np.int64)))
+        if not bool(keep.any()):
+            raise VadblocksError("holding out these images would leave the memory bank empty")
+        copy = type(self)(**self.params)
+        bank = self.bank[keep].contiguous()
+        copy._bank_images = self._bank_images[keep]
+        copy._set_bank(bank, bank_neighbours(bank, self.params["num_nearest_neighbors"]))
+        return copy
 
     def training_scores_batches(self, batches: Iterable[Features]) -> np.ndarray:
         """Leave-one-image-out scores: each training image is scored without its own bank entries.

@@ -1,0 +1,85 @@
+"""int8 against float on the development benchmark: image AUROC per material and single-image latency.
+
+    cd benchmarks && python int8_bench.py [--data ../bench/hard] [--materials ...] [--param k=v ...] [--json F]
+
+For each material: trains the configuration (defaults plus --param), writes model.tflite and
+model_quantized_int8_io.tflite (calibrated on the training images, as `vadblocks train` does), scores
+the 50 + 50 test images through LiteRT with each file, and reports both image AUROCs, their difference
+and the median single-image latency of each file (one thread, 100 runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hard_data import MATERIALS, write_material
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="bench/hard")
+    ap.add_argument("--materials", default=",".join(MATERIALS))
+    ap.add_argument("--param", action="append", default=[], help="NAME=VALUE, as on `vadblocks train`")
+    ap.add_argument("--json", default=None)
+    a = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(1)
+    from framework.config import resolve
+    from framework.data import load_dataset
+    from framework.export import save_with_exports
+    from framework.metrics import auroc
+    from framework.pipeline import train
+    from framework.plugins import get_registry
+    from framework.report import measure_latency
+    from framework.runtimes import open_runtime
+
+    reg = get_registry()
+    config = resolve(reg, {**{"validation": "0"}, **dict(p.split("=", 1) for p in a.param)})
+    root = Path(a.data)
+    rows = {}
+    print(f"configuration: {config.as_cli_values(reg)}\n")
+    print("| material | float AUROC | int8 AUROC | int8 - float | float ms | int8 ms | export s |")
+    print("|---|---|---|---|---|---|---|")
+    for m in a.materials.split(","):
+        if not (root / f"{m}-ei" / "X_split_train.npy").exists():
+            write_material(root, m)
+        ds = load_dataset(root / f"{m}-ei")
+        test = load_dataset(root / m).test
+        model = train(ds, config, registry=reg, progress=False)
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            save_with_exports(model, Path(tmp) / "model", ("tflite", "tflite-int8"), calibration=ds.train.images)
+            export_s = time.perf_counter() - t0
+            row = {"export_s": export_s}
+            for fmt in ("tflite", "tflite-int8"):
+                rt = open_runtime(Path(tmp) / "model", fmt)
+                _, scores = rt.predict(test.images)
+                row[fmt] = {"image_auroc": auroc(test.anomalous, scores),
+                            "latency_ms": measure_latency(rt, test.images[0], runs=100)}
+        row["delta"] = row["tflite-int8"]["image_auroc"] - row["tflite"]["image_auroc"]
+        rows[m] = row
+        print(f"| {m} | {row['tflite']['image_auroc']:.3f} | {row['tflite-int8']['image_auroc']:.3f} | "
+              f"{row['delta']:+.3f} | {row['tflite']['latency_ms']:.2f} | {row['tflite-int8']['latency_ms']:.2f} | "
+              f"{export_s:.0f} |", flush=True)
+    mean = {"float": float(np.mean([r["tflite"]["image_auroc"] for r in rows.values()])),
+            "int8": float(np.mean([r["tflite-int8"]["image_auroc"] for r in rows.values()])),
+            "delta": float(np.mean([r["delta"] for r in rows.values()])),
+            "worst_delta": float(min(r["delta"] for r in rows.values())),
+            "float_ms": float(np.median([r["tflite"]["latency_ms"] for r in rows.values()])),
+            "int8_ms": float(np.median([r["tflite-int8"]["latency_ms"] for r in rows.values()]))}
+    print(f"| **mean** | {mean['float']:.3f} | {mean['int8']:.3f} | {mean['delta']:+.3f} (worst {mean['worst_delta']:+.3f})"
+          f" | {mean['float_ms']:.2f} | {mean['int8_ms']:.2f} | |")
+    if a.json:
+        Path(a.json).write_text(json.dumps({"configuration": config.as_cli_values(reg), "materials": rows,
+                                            "mean": mean}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

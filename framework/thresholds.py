@@ -1,0 +1,69 @@
+"""Threshold policies: how the suggested threshold (``nominalThresholdScore``) is chosen without labels.
+
+- ``max``: the largest training score (Edge Impulse's definition; always kept as ``maxTrainingScore``).
+  Training scores are leave-one-image-out where the scorer supports it, but near-duplicate training
+  images still make them optimistic, so unseen normal images often land above it.
+- ``fpr``: split conformal prediction: the ``ceil((n + 1)(1 - rate))``-th smallest of ``n`` held-out
+  normal scores (validation's held-out images; the training scores when validation is off). A new
+  normal image exchangeable with the held-out ones exceeds it with probability at most ``rate``.
+- ``f1``: the threshold with the best F1 on validation's held-out normal images against their synthetic
+  anomalies (needs validation).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from framework.errors import VadblocksError
+from framework.metrics import best_f1
+from framework.params import Param
+
+POLICIES = ("max", "fpr", "f1")
+THRESHOLD_POLICY = Param("threshold-policy", "select", "f1",
+                         "How the suggested threshold is chosen without labelled anomalies: max (largest training "
+                         "score, as Edge Impulse does); fpr (conformal quantile of held-out normal scores at the "
+                         "target false positive rate); f1 (best F1 on held-out normal images against synthetic "
+                         "anomalies; needs validation)", label="Threshold policy", options=POLICIES)
+TARGET_FPR = Param("target-fpr", "float", 0.05, "False positive rate the fpr threshold policy aims at",
+                   label="Target false positive rate", min=0.001, max=0.5)
+
+
+def conformal_quantile(normal_scores: np.ndarray, rate: float) -> float:
+    """The ``ceil((n + 1)(1 - rate))``-th smallest score (the largest one when too few scores are held out)."""
+    s = np.sort(np.asarray(normal_scores, np.float64))
+    if not len(s):
+        raise VadblocksError("the fpr threshold policy needs held-out normal scores; none were given")
+    k = min(math.ceil((len(s) + 1) * (1.0 - rate)), len(s))
+    return float(s[k - 1])
+
+
+def suggest(policy: str, rate: float, train_scores: np.ndarray,
+            validation: dict[str, Any] | None) -> tuple[float, str]:
+    """The suggested threshold of ``policy`` and a sentence saying how it was obtained.
+
+    ``validation`` holds the held-out ``normal_scores`` and ``anomaly_scores`` of
+    :func:`framework.validation.validate` (None when validation is off).
+    """
+    if policy == "max":
+        return float(np.max(train_scores)), f"maximum of {len(train_scores)} training scores"
+    if policy == "fpr":
+        if validation is not None:
+            held = validation["normal_scores"]
+            return (conformal_quantile(held, rate),
+                    f"conformal {1 - rate:.3g} quantile of {len(held)} held-out normal scores (target FPR {rate:g})")
+        return (conformal_quantile(train_scores, rate),
+                f"conformal {1 - rate:.3g} quantile of {len(train_scores)} training scores (target FPR {rate:g}; "
+                "validation off)")
+    if policy == "f1":
+        if validation is None:
+            raise VadblocksError("--threshold-policy f1 needs validation (it picks the threshold on held-out images "
+                                 "with synthetic anomalies): use --validation 1, or --threshold-policy fpr or max")
+        normal, anomalies = validation["normal_scores"], validation["anomaly_scores"]
+        labels = np.r_[np.zeros(len(normal), bool), np.ones(len(anomalies), bool)]
+        _, threshold = best_f1(labels, np.r_[normal, anomalies])  # type: ignore[misc]
+        return threshold, (f"best F1 on {len(normal)} held-out normal images and {len(anomalies)} synthetic "
+                           "anomalies")
+    raise VadblocksError(f"--threshold-policy: {policy!r} is not valid; expected one of {', '.join(POLICIES)}")

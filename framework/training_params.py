@@ -1,0 +1,16 @@
+"""The framework's own training settings, declared once like a plugin's (each next to the code it steers)."""
+
+from __future__ import annotations
+
+from framework.augment import AUGMENT
+from framework.params import Param
+from framework.thresholds import TARGET_FPR, THRESHOLD_POLICY
+from framework.validation import VALIDATION
+
+# (parameter, its parameters.json ``showIf`` or None)
+TRAINING_PARAMS: tuple[tuple[Param, dict[str, str] | None], ...] = (
+    (AUGMENT, None),
+    (THRESHOLD_POLICY, None),
+    (TARGET_FPR, {"parameter": THRESHOLD_POLICY.name, "operator": "eq", "value": "fpr"}),
+    (VALIDATION, None),
+)

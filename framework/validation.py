@@ -1,0 +1,109 @@
+"""Expected performance at train time, from normal images alone.
+
+:func:`validate` holds out a seeded random ``HOLDOUT_FRACTION`` of the training images, takes a copy
+of the fitted scorer that has not learned from them (:meth:`framework.scorer.Scorer.holdout`, or a
+refit on the other images), makes one synthetic anomaly from each held-out image
+(:mod:`framework.synthetic`) and scores both. :func:`summary` turns those scores into the
+``validation`` section of anomaly_metadata.json at the suggested threshold; :func:`labelled_summary`
+adds real figures when the data directory's test split is labelled. The final model is always the
+one trained on every normal image.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from framework.data import Split
+from framework.metrics import evaluate
+from framework.params import Param
+from framework.synthetic import KINDS, make_anomalies
+
+VALIDATION = Param("validation", "boolean", True,
+                   "Estimate image AUROC, pixel AUROC, F1 and false positive rate at train time on held-out "
+                   "training images with synthetic anomalies (written to the metadata; adds a fraction of the "
+                   "fit time)", label="Validation at train time")
+HOLDOUT_FRACTION = 0.2
+MIN_IMAGES = 10  # fewer training images than this: no validation (nothing sensible to hold out)
+SEED = 0
+
+
+def holdout_split(n: int, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (kept, held out) of ``n`` training images: a seeded random ``HOLDOUT_FRACTION``."""
+    order = np.random.default_rng([seed, n]).permutation(n)
+    n_held = max(2, int(round(n * HOLDOUT_FRACTION)))
+    return np.sort(order[n_held:]), np.sort(order[:n_held])
+
+
+def validate(scorer: Any, images: np.ndarray, features_of: Callable[[np.ndarray], list],
+             refit: Callable[[np.ndarray], Any], seed: int = SEED) -> dict[str, Any] | None:
+    """Scores of held-out normal images and of their synthetic anomalies, or None below ``MIN_IMAGES``.
+
+    ``features_of(images)`` extracts feature maps; ``refit(kept)`` fits a fresh scorer on the kept
+    training images (used when ``scorer.holdout`` returns None).
+    """
+    n = len(images)
+    if n < MIN_IMAGES:
+        return None
+    kept, held = holdout_split(n, seed)
+    val_scorer, copy = scorer.holdout(held), "the fitted scorer without the held-out images' memory"
+    if val_scorer is None:
+        val_scorer, copy = refit(kept), "a scorer refitted on the other training images"
+    normal_grids, normal_scores = val_scorer.predict(features_of(images[held]))
+    defective, masks, kinds = make_anomalies(images[held], images[kept], seed)
+    anomaly_grids, anomaly_scores = val_scorer.predict(features_of(defective))
+    return {"normal_scores": normal_scores, "anomaly_scores": anomaly_scores,
+            "grids": np.concatenate([normal_grids, anomaly_grids]), "masks": masks, "kinds": kinds,
+            "n_kept": int(len(kept)), "scorer": copy}
+
+
+def summary(result: dict[str, Any], threshold: float, policy: str, seconds: float) -> dict[str, Any]:
+    """The metadata's ``validation`` section: estimates at ``threshold`` and how they were measured."""
+    normal, anomalies = result["normal_scores"], result["anomaly_scores"]
+    h, w = result["masks"].shape[1:]
+    split = Split(np.zeros((len(normal) + len(anomalies), 1, 1, 3), np.float32),
+                  np.r_[np.zeros(len(normal), bool), np.ones(len(anomalies), bool)],
+                  [], masks=np.concatenate([np.zeros((len(normal), h, w), bool), result["masks"]]),
+                  has_mask=np.ones(len(normal) + len(anomalies), bool))
+    return {"source": "synthetic", **_figures(result["grids"], np.r_[normal, anomalies], split, threshold),
+            "method": {
+                "heldOutNormal": int(len(normal)), "syntheticAnomalies": int(len(anomalies)),
+                "trainedOn": result["n_kept"], "holdoutFraction": HOLDOUT_FRACTION, "seed": SEED,
+                "defectKinds": sorted(set(result["kinds"]), key=KINDS.index),
+                "inSampleThreshold": policy in ("fpr", "f1"),
+                "description": "a seeded random fifth of the training images held out; one synthetic anomaly "
+                               "(cut-paste, noise-blend, line, smear) made from each; scored by "
+                               + result["scorer"] + "; the final model is trained on all images",
+                "seconds": round(seconds, 3)}}
+
+
+def labelled_summary(grids: np.ndarray, scores: np.ndarray, split: Split, threshold: float) -> dict[str, Any] | None:
+    """Real figures on a labelled test split (both classes present), else None."""
+    if not len(split) or not split.anomalous.any() or split.anomalous.all():
+        return None
+    return {"source": "labelled", **_figures(grids, scores, split, threshold)}
+
+
+def _figures(grids: np.ndarray, scores: np.ndarray, split: Split, threshold: float) -> dict[str, Any]:
+    r = evaluate(grids, scores, split, threshold)
+    c = r["counts"]
+    negatives = c["fp"] + c["tn"]
+    return {"image_auroc": r["image_auroc"], "pixel_auroc": r["pixel_auroc"], "f1": r["f1"],
+            "fpr": c["fp"] / negatives if negatives else None, "threshold": r["threshold"], "counts": c,
+            "n_images": r["n_images"]}
+
+
+def estimate_lines(section: dict[str, Any]) -> Iterable[str]:
+    """Human lines for the end of ``vadblocks train``."""
+    def fmt(v: Any) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
+
+    m = section.get("method", {})
+    yield (f"expected performance (synthetic anomalies on {m.get('heldOutNormal')} held-out images): "
+           f"image AUROC {fmt(section['image_auroc'])}, pixel AUROC {fmt(section['pixel_auroc'])}, "
+           f"F1 {fmt(section['f1'])}, false positive rate {fmt(section['fpr'])}")
+    lab = section.get("labelled")
+    if lab:
+        yield (f"on the labelled test split ({lab['n_images']} images): image AUROC {fmt(lab['image_auroc'])}, "
+               f"pixel AUROC {fmt(lab['pixel_auroc'])}, F1 {fmt(lab['f1'])}, false positive rate {fmt(lab['fpr'])}")

@@ -1,0 +1,237 @@
+"""Memory augmentation, threshold policies and train-time validation (declared once, used everywhere)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from framework import augment, thresholds, validation
+from framework.config import parameters_json, resolve, to_args
+from framework.data import load_dataset
+from framework.errors import VadblocksError
+from framework.metrics import auroc, best_f1
+from framework.pipeline import AnomalyModel, train
+from framework.synthetic import KINDS, make_anomalies
+from tests.conftest import invoke
+
+OPTIONS = {"augment": "flips", "threshold-policy": "fpr", "target-fpr": 0.1, "validation": False}
+
+
+@pytest.fixture(scope="module")
+def dataset(small_data):
+    return load_dataset(small_data["edge-impulse"])
+
+
+def test_training_parameters_reach_parameters_json_cli_container_and_metadata(registry, dataset):
+    items = {p["param"]: p for p in parameters_json(registry)["parameters"]}
+    assert items["augment"]["valid"] == ["none", "flips", "rot90", "dihedral"]
+    assert items["threshold-policy"]["valid"] == ["max", "fpr", "f1"]
+    assert items["target-fpr"]["showIf"] == {"parameter": "threshold-policy", "operator": "eq", "value": "fpr"}
+    assert items["validation"]["type"] == "boolean"
+    config = resolve(registry, OPTIONS)
+    args = to_args(registry, config)
+    for name, value in (("--augment", "flips"), ("--threshold-policy", "fpr"), ("--target-fpr", "0.1"),
+                        ("--validation", "0")):
+        assert args[args.index(name) + 1] == value
+    model = train(dataset, config, progress=False)
+    assert {k: model.metadata["parameters"][k] for k in OPTIONS} == OPTIONS
+    assert model.metadata["augmentation"] == {"mode": "flips", "imagesLearned": 3 * len(dataset.train)}
+    help_text = invoke("train", "--help").output
+    assert all(f"--{name}" in help_text for name in OPTIONS)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"augment": "mirror"}, "--augment: 'mirror' is not valid; expected one of none, flips, rot90, dihedral"),
+    ({"threshold-policy": "p99"}, "--threshold-policy: 'p99' is not valid; expected one of max, fpr, f1"),
+    ({"target-fpr": "0.9"}, "--target-fpr: '0.9' is out of range; expected a number >= 0.001, <= 0.5"),
+    ({"validation": "maybe"}, "--validation: 'maybe' is not valid; expected 1/0 (true/false)"),
+])
+def test_bad_training_options_are_refused(registry, values, message):
+    with pytest.raises(VadblocksError) as err:
+        resolve(registry, values)
+    assert str(err.value) == message
+
+
+def test_conformal_quantile():
+    scores = np.arange(1, 20, dtype=np.float64)  # 19 held-out scores
+    assert thresholds.conformal_quantile(scores, 0.1) == 18.0  # ceil(20 * 0.9) = 18th smallest
+    assert thresholds.conformal_quantile(scores, 0.05) == 19.0  # ceil(20 * 0.95) = 19th
+    assert thresholds.conformal_quantile(scores[:5], 0.05) == 5.0  # too few: the largest
+    with pytest.raises(VadblocksError, match="needs held-out normal scores"):
+        thresholds.conformal_quantile(np.array([]), 0.1)
+
+
+def test_conformal_threshold_keeps_its_false_positive_rate():
+    """Exchangeable normal scores: the fraction of new normal scores above the threshold stays <= rate."""
+    rng = np.random.default_rng(0)
+    rates = []
+    for _ in range(400):
+        held, new = rng.gamma(2.0, size=40), rng.gamma(2.0, size=200)
+        rates.append(float((new > thresholds.conformal_quantile(held, 0.1)).mean()))
+    assert 0.06 < np.mean(rates) <= 0.1
+
+
+def test_each_policy_gives_its_threshold(dataset):
+    train_scores = np.array([1.0, 2.0, 3.0, 4.0])
+    held = {"normal_scores": np.linspace(1, 3, 19), "anomaly_scores": np.array([2.9, 5.0, 6.0])}
+    assert thresholds.suggest("max", 0.05, train_scores, held)[0] == 4.0
+    assert thresholds.suggest("fpr", 0.1, train_scores, held)[0] == pytest.approx(np.linspace(1, 3, 19)[17])
+    assert thresholds.suggest("fpr", 0.25, train_scores, None)[0] == 4.0  # ceil(5 * 0.75) = 4th of 4
+    labels = np.r_[np.zeros(19, bool), np.ones(3, bool)]
+    f1, thr = best_f1(labels, np.r_[held["normal_scores"], held["anomaly_scores"]])
+    assert thresholds.suggest("f1", 0.05, train_scores, held)[0] == thr
+    with pytest.raises(VadblocksError, match="needs validation"):
+        thresholds.suggest("f1", 0.05, train_scores, None)
+
+
+@pytest.mark.parametrize("policy", ["max", "fpr", "f1"])
+def test_trained_model_records_its_policy(registry, dataset, policy):
+    model = train(dataset, resolve(registry, {"threshold-policy": policy, "sampling-ratio": 0.2}), progress=False)
+    meta = model.metadata
+    assert meta["thresholdPolicy"]["policy"] == policy and meta["nominalThresholdScore"] == model.threshold
+    assert meta["maxTrainingScore"] == pytest.approx(max(meta["trainScores"]), rel=1e-5)
+    if policy == "max":
+        assert model.threshold == meta["maxTrainingScore"]
+    else:
+        assert model.threshold != meta["maxTrainingScore"]
+        assert "held-out" in meta["thresholdPolicy"]["how"]
+    assert meta["validation"]["threshold"] == model.threshold
+
+
+def test_f1_policy_without_validation_falls_back_to_the_maximum(small_data, tmp_path):
+    out = tmp_path / "m"
+    result = invoke("train", "--data-directory", small_data["edge-impulse"], "--out-directory", out, "--quiet",
+                    "--threshold-policy", "f1", "--validation", "0")
+    meta = json.loads((out / "anomaly_metadata.json").read_text())
+    assert meta["nominalThresholdScore"] == meta["maxTrainingScore"]
+    assert "the f1 policy needs validation, which is turned off" in meta["thresholdPolicy"]["how"]
+    assert "the f1 policy needs validation, which is turned off" in result.output
+    assert "Validation: turned off (--validation 0)" in result.output
+
+
+def test_augmented_copies_count_as_their_source_image(registry, dataset):
+    """Leave-one-out training scores exclude the bank entries of an image's flipped copies too."""
+    model = train(dataset, resolve(registry, {"augment": "flips", "sampling-ratio": 0.5, "validation": 0}),
+                  progress=False)
+    scorer = model.scorer
+    owners = scorer._bank_images
+    n = len(dataset.train)
+    assert owners.min() == 0 and owners.max() == n - 1  # copies are owned by their source image
+    feats = model.features(dataset.train.images)
+    module = scorer.scoring_module()
+    with torch.inference_mode():
+        exclude = torch.arange(n)[:, None] == owners[None, :]
+        manual = module(feats, exclude=exclude)[1].numpy()
+        leaky = module(feats)[1].numpy()
+    loo = scorer.training_scores(feats)
+    np.testing.assert_allclose(loo, manual, rtol=1e-5)
+    assert model.metadata["maxTrainingScore"] == pytest.approx(float(manual.max()), rel=1e-5)
+    assert (leaky < manual).mean() > 0.9  # scoring against its own copies would hide most of the distance
+
+
+def test_augmentation_learns_the_transformed_images(registry, dataset):
+    """A mirrored training image scores like a training image once flips are learned."""
+    plain = train(dataset, resolve(registry, {"augment": "none", "validation": 0, "sampling-ratio": 1}),
+                  progress=False)
+    flips = train(dataset, resolve(registry, {"augment": "flips", "validation": 0, "sampling-ratio": 1}),
+                  progress=False)
+    mirrored = np.ascontiguousarray(dataset.train.images[:8, :, ::-1])
+    assert flips.predict(mirrored)[1].max() < 0.01 * plain.predict(mirrored)[1].min()  # memorised exactly
+    assert augment.copies("dihedral") == 8 and len({t(mirrored).tobytes() for t in augment.transforms("dihedral")}) == 7
+
+
+def test_rot90_needs_square_images(registry, dataset):
+    import dataclasses
+
+    wide = dataclasses.replace(dataset, train=dataclasses.replace(dataset.train,
+                                                                  images=dataset.train.images[:, :64]))
+    with pytest.raises(VadblocksError, match="needs square images"):
+        train(wide, resolve(registry, {"augment": "rot90"}), progress=False)
+
+
+def test_exported_graph_of_an_augmented_model_matches_in_process(registry, dataset, tmp_path):
+    from framework.export import save_with_exports
+    from framework.runtimes import open_runtime
+
+    model = train(dataset, resolve(registry, {"augment": "rot90", "validation": 0}), progress=False)
+    save_with_exports(model, tmp_path / "m", ("onnx",))
+    test = load_dataset(dataset.source).test
+    g_torch, s_torch = AnomalyModel.load(tmp_path / "m").predict(test.images)
+    g_onnx, s_onnx = open_runtime(tmp_path / "m", "onnx").predict(test.images)
+    np.testing.assert_allclose(s_onnx, s_torch, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(g_onnx, g_torch, rtol=1e-3, atol=1e-3)
+
+
+def test_synthetic_anomalies_are_seeded_varied_and_masked(dataset):
+    images = dataset.train.images[:8]
+    a, masks, kinds = make_anomalies(images, dataset.train.images[8:16], seed=3)
+    b, masks_b, _ = make_anomalies(images, dataset.train.images[8:16], seed=3)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(masks, masks_b)
+    assert kinds == list(KINDS) * 2 and a.dtype == np.float32 and a.shape == images.shape
+    for img, orig, mask in zip(a, images, masks):
+        changed = np.abs(img - orig).max(-1) > 1e-3
+        assert 0.002 < mask.mean() < 0.15  # a defect of a few percent of the image
+        assert changed[mask].mean() > 0.5 and changed[~mask].mean() < 0.05  # the mask is where it changed
+    assert not np.array_equal(make_anomalies(images, images, seed=4)[0], a)
+
+
+def test_validation_section_and_labelled_figures(small_data, tmp_path):
+    out = tmp_path / "m"
+    result = invoke("train", "--data-directory", small_data["edge-impulse"], "--out-directory", out, "--quiet",
+                    "--threshold-policy", "fpr", "--sampling-ratio", "0.2")
+    meta = json.loads((out / "anomaly_metadata.json").read_text())
+    v = meta["validation"]
+    assert v["source"] == "synthetic" and v["method"]["heldOutNormal"] == 8 == v["method"]["syntheticAnomalies"]
+    assert v["method"]["trainedOn"] == 32 and v["counts"]["tp"] + v["counts"]["fn"] == 8
+    for key in ("image_auroc", "pixel_auroc", "f1", "fpr"):
+        assert 0.0 <= v[key] <= 1.0
+    assert v["fpr"] == v["counts"]["fp"] / 8
+    assert "Expected performance (synthetic anomalies on 8 held-out images): image AUROC" in result.output
+    # the small dataset's Edge Impulse test split is labelled: real figures beside the estimates
+    lab = v["labelled"]
+    test = json.loads(invoke("test", "--model-directory", out, "--data-directory", small_data["edge-impulse"],
+                             "--json", "--runtime", "torch").output)
+    assert lab["source"] == "labelled" and lab["n_images"] == test["n_images"] == 16
+    assert lab["image_auroc"] == pytest.approx(test["image_auroc"], abs=1e-6)
+    assert lab["f1"] == pytest.approx(test["f1"], abs=1e-6) and lab["counts"] == test["counts"]
+    assert "On the labelled test split (16 images)" in result.output
+
+
+def test_validation_figures_are_what_the_held_out_images_give(registry, dataset):
+    """Recompute the estimate by hand: refit on the kept images, score held-out and synthetic images."""
+    config = resolve(registry, {"sampling-ratio": 0.3})
+    model = train(dataset, config, progress=False)
+    kept, held = validation.holdout_split(len(dataset.train))
+    assert len(held) == 8 and not set(kept) & set(held)
+    forgot = model.scorer.holdout(held)
+    assert not torch.isin(forgot._bank_images, torch.as_tensor(held)).any()
+    images = dataset.train.images
+    normal = forgot.predict(model.features(images[held]))[1]
+    bad, _, _ = make_anomalies(images[held], images[kept], validation.SEED)
+    anomalous = forgot.predict(model.features(bad))[1]
+    expected = auroc(np.r_[np.zeros(8, bool), np.ones(8, bool)], np.r_[normal, anomalous])
+    assert model.metadata["validation"]["image_auroc"] == pytest.approx(expected)
+
+
+def test_validation_off_and_too_few_images(registry, dataset):
+    import dataclasses
+
+    off = train(dataset, resolve(registry, {"validation": 0}), progress=False)
+    assert off.metadata["validation"] == {"source": None, "reason": "turned off (--validation 0)"}
+    tiny = dataclasses.replace(dataset, train=dataclasses.replace(dataset.train, images=dataset.train.images[:6]))
+    few = train(tiny, resolve(registry, {"threshold-policy": "f1"}), progress=False)
+    assert few.metadata["validation"]["reason"] == f"fewer than {validation.MIN_IMAGES} training images"
+    assert few.threshold == few.metadata["maxTrainingScore"]  # f1 falls back to the maximum training score
+    assert "skipped below 10 training images" in few.metadata["thresholdPolicy"]["how"]
+
+
+def test_gmm_validates_through_a_refit(registry, dataset):
+    model = train(dataset, resolve(registry, {"scoring-function": "gmm", "threshold-policy": "f1"}), progress=False)
+    v = model.metadata["validation"]
+    assert "refitted" in v["method"]["description"] and math.isfinite(model.threshold)
+    assert v["counts"]["tp"] + v["counts"]["fn"] == 8
