@@ -11,46 +11,25 @@ the train-time validation estimates (synthetic anomalies on held-out training im
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from hard_data import MATERIALS, write_material
+from hard_data import bench_setup, materials
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="bench/hard")
-    ap.add_argument("--materials", default=",".join(MATERIALS))
-    ap.add_argument("--param", action="append", default=[], help="NAME=VALUE, as on `vadblocks train`")
-    ap.add_argument("--json", default=None)
-    a = ap.parse_args()
-    import torch
-
-    torch.set_num_threads(1)
-    from framework.data import load_dataset
+    a, reg, config = bench_setup(__doc__)
     from framework.metrics import evaluate
-    from framework.config import resolve
     from framework.pipeline import train
-    from framework.plugins import get_registry
 
-    reg = get_registry()
-    values = dict(p.split("=", 1) for p in a.param)
-    config = resolve(reg, values)
-    root = Path(a.data)
     rows = {}
-    print(f"configuration: {config.as_cli_values(reg)}\n")
     print("| material | image AUROC | pixel AUROC | F1 at suggested | best F1 | FPR at suggested | "
           "estimated image AUROC | estimated pixel AUROC | estimated F1 | estimated FPR | fit s |")
     print("|---" * 11 + "|")
-    for m in a.materials.split(","):
-        if not (root / f"{m}-ei" / "X_split_train.npy").exists():
-            write_material(root, m)
-        ds = load_dataset(root / f"{m}-ei")
-        test = load_dataset(root / m).test
+    for m, ds, test in materials(a):
         t0 = time.perf_counter()
         model = train(ds, config, registry=reg, progress=False)
         fit_s = time.perf_counter() - t0

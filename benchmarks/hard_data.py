@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 from PIL import Image
@@ -101,16 +102,15 @@ def crop(sheet_img: np.ndarray, rng: np.random.Generator, size: int, train: bool
     """A jittered crop (scale, rotation, brightness) from the training or the test region."""
     scale = rng.uniform(0.9, 1.1)
     side = int(round(CROP * scale * 1.5))  # room for the rotation
-    n_blocks = len(sheet_img) // (SHEET // BLOCKS)  # blocks of the same size on the smaller photo sheets
-    blocks = [(i, j) for i in range(n_blocks) for j in range(n_blocks) if (i + j) % 2 == (0 if train else 1)]
+    blocks = [(i, j) for i in range(BLOCKS) for j in range(BLOCKS) if (i + j) % 2 == (0 if train else 1)]
     i, j = blocks[int(rng.integers(len(blocks)))]
     cell = SHEET // BLOCKS
     inner = int(round(CROP * scale))
     # the crop itself lies inside the block; the rotation margin around it may reach into the neighbours
     cy = i * cell + inner // 2 + int(rng.integers(0, cell - inner + 1))
     cx = j * cell + inner // 2 + int(rng.integers(0, cell - inner + 1))
-    y0 = int(np.clip(cy - side // 2, 0, len(sheet_img) - side))
-    x0 = int(np.clip(cx - side // 2, 0, len(sheet_img) - side))
+    y0 = int(np.clip(cy - side // 2, 0, SHEET - side))
+    x0 = int(np.clip(cx - side // 2, 0, SHEET - side))
     patch = Image.fromarray((sheet_img[y0:y0 + side, x0:x0 + side] * 255).astype(np.uint8))
     patch = patch.rotate(float(rng.uniform(-8, 8)), resample=Image.Resampling.BILINEAR,
                          center=(cx - x0, cy - y0))
@@ -190,6 +190,39 @@ def write_material(out: Path, material: str, *, n_train: int = 200, n_good: int 
 def quantised(images: np.ndarray) -> np.ndarray:
     """Images as their 8-bit PNGs hold them, so the Edge Impulse arrays and the PNGs give the same scores."""
     return (np.clip(images, 0, 1) * 255).round().astype(np.float32) / 255
+
+
+def bench_setup(doc: str, defaults: dict[str, str] | None = None) -> tuple[argparse.Namespace, Any, Any]:
+    """The measurement scripts' command line (--data, --materials, --param NAME=VALUE, --json), one torch
+    thread, and the registry and configuration (``defaults`` overridden by --param) they measure."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="bench/hard")
+    ap.add_argument("--materials", default=",".join(MATERIALS))
+    ap.add_argument("--param", action="append", default=[], help="NAME=VALUE, as on `vadblocks train`")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(1)
+    from framework.config import resolve
+    from framework.plugins import get_registry
+
+    registry = get_registry()
+    config = resolve(registry, {**(defaults or {}), **dict(p.split("=", 1) for p in args.param)})
+    print(f"configuration: {config.as_cli_values(registry)}\n")
+    return args, registry, config
+
+
+def materials(args: argparse.Namespace) -> Iterator[tuple[str, Any, Any]]:
+    """(material, Edge Impulse dataset for training, folder-layout test split with masks) of each chosen
+    material, writing the ones --data lacks first."""
+    from framework.data import load_dataset
+
+    root = Path(args.data)
+    for m in args.materials.split(","):
+        if not (root / f"{m}-ei" / "X_split_train.npy").exists():
+            write_material(root, m)
+        yield m, load_dataset(root / f"{m}-ei"), load_dataset(root / m).test
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,7 +10,6 @@ and the median single-image latency of each file (one thread, 100 runs).
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
@@ -18,40 +17,21 @@ from pathlib import Path
 
 import numpy as np
 
-from hard_data import MATERIALS, write_material
+from hard_data import bench_setup, materials
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="bench/hard")
-    ap.add_argument("--materials", default=",".join(MATERIALS))
-    ap.add_argument("--param", action="append", default=[], help="NAME=VALUE, as on `vadblocks train`")
-    ap.add_argument("--json", default=None)
-    a = ap.parse_args()
-    import torch
-
-    torch.set_num_threads(1)
-    from framework.config import resolve
-    from framework.data import load_dataset
+    a, reg, config = bench_setup(__doc__, {"validation": "0"})
     from framework.export import save_with_exports
     from framework.metrics import auroc
     from framework.pipeline import train
-    from framework.plugins import get_registry
     from framework.report import measure_latency
     from framework.runtimes import open_runtime
 
-    reg = get_registry()
-    config = resolve(reg, {**{"validation": "0"}, **dict(p.split("=", 1) for p in a.param)})
-    root = Path(a.data)
     rows = {}
-    print(f"configuration: {config.as_cli_values(reg)}\n")
     print("| material | float AUROC | int8 AUROC | int8 - float | float ms | int8 ms | export s |")
     print("|---|---|---|---|---|---|---|")
-    for m in a.materials.split(","):
-        if not (root / f"{m}-ei" / "X_split_train.npy").exists():
-            write_material(root, m)
-        ds = load_dataset(root / f"{m}-ei")
-        test = load_dataset(root / m).test
+    for m, ds, test in materials(a):
         model = train(ds, config, registry=reg, progress=False)
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
@@ -74,8 +54,8 @@ def main() -> None:
             "worst_delta": float(min(r["delta"] for r in rows.values())),
             "float_ms": float(np.median([r["tflite"]["latency_ms"] for r in rows.values()])),
             "int8_ms": float(np.median([r["tflite-int8"]["latency_ms"] for r in rows.values()]))}
-    print(f"| **mean** | {mean['float']:.3f} | {mean['int8']:.3f} | {mean['delta']:+.3f} (worst {mean['worst_delta']:+.3f})"
-          f" | {mean['float_ms']:.2f} | {mean['int8_ms']:.2f} | |")
+    print(f"| **mean** | {mean['float']:.3f} | {mean['int8']:.3f} | {mean['delta']:+.3f} "
+          f"(worst {mean['worst_delta']:+.3f}) | {mean['float_ms']:.2f} | {mean['int8_ms']:.2f} | |")
     if a.json:
         Path(a.json).write_text(json.dumps({"configuration": config.as_cli_values(reg), "materials": rows,
                                             "mean": mean}, indent=2))

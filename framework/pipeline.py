@@ -198,6 +198,7 @@ def train(dataset: Dataset, config: BlockConfig | None = None, *, registry: Regi
     held = None
     if opts["validation"]:
         held = validation.validate(scorer, dataset.train.images, model.features,
+                                   lambda ids: concat_batches(stream.subset(ids, copies=False)),
                                    lambda kept: _refit(registry, config, stream, kept))
     t3 = time.perf_counter()
     policy = opts["threshold_policy"]
@@ -226,7 +227,8 @@ def train(dataset: Dataset, config: BlockConfig | None = None, *, registry: Regi
         "backboneWeights": weights_source,
         "normalization": {"mean": list(backbone.mean), "std": list(backbone.std)},
         "numTrainImages": int(len(dataset.train)),
-        "augmentation": {"mode": opts["augment"], "imagesLearned": int(len(dataset.train) * (1 + len(stream.transforms)))},
+        "augmentation": {"mode": opts["augment"],
+                         "imagesLearned": int(len(dataset.train) * (1 + len(stream.transforms)))},
         "timings": {"fitSeconds": round(t1 - t0, 3), "thresholdSeconds": round(t2 - t1, 3),
                     "validationSeconds": round(t3 - t2, 3)},
         "plugins": {
@@ -235,8 +237,9 @@ def train(dataset: Dataset, config: BlockConfig | None = None, *, registry: Regi
         },
     }
     if held is None:
-        model.metadata["validation"] = {"source": None, "reason": "turned off (--validation 0)" if not opts["validation"]
-                                        else f"fewer than {validation.MIN_IMAGES} training images"}
+        reason = ("turned off (--validation 0)" if not opts["validation"]
+                  else f"fewer than {validation.MIN_IMAGES} training images")
+        model.metadata["validation"] = {"source": None, "reason": reason}
     else:
         section = validation.summary(held, model.threshold, opts["threshold_policy"], t3 - t2)
         if len(dataset.test):
@@ -279,7 +282,9 @@ class FeatureStream:
             out += [ids] * (1 + len(self.transforms))
         return np.concatenate(out)
 
-    def _extract(self, ids: np.ndarray, copies: bool) -> Iterator[tuple[np.ndarray, int, list]]:
+    def _stream(self, ids: np.ndarray, copies: bool) -> Iterator[tuple[np.ndarray, int, list]]:
+        """(source ids, copy number (0 = original), features) of images ``ids`` in batches, each followed by
+        its transformed copies when ``copies``."""
         for i in range(0, len(ids), BATCH_SIZE):
             chunk = ids[i:i + BATCH_SIZE]
             batch = self.images[chunk]
@@ -290,7 +295,7 @@ class FeatureStream:
     def first_pass(self) -> Iterator[list[torch.Tensor]]:
         size = 0
         ids = np.arange(len(self.images))
-        steps = tqdm(self._extract(ids, True), desc="features", unit="batch", leave=False,
+        steps = tqdm(self._stream(ids, True), desc="features", unit="batch", leave=False,
                      disable=not self.progress, mininterval=1.0,
                      total=-(-len(ids) // BATCH_SIZE) * (1 + len(self.transforms)))
         for chunk, copy, feats in steps:
@@ -306,16 +311,19 @@ class FeatureStream:
         """Feature batches of the original training images, in order."""
         if self._cache is not None:
             return [feats for _, copy, feats in self._cache if copy == 0]
-        return (feats for _, _, feats in self._extract(np.arange(len(self.images)), False))
+        return (feats for _, _, feats in self._stream(np.arange(len(self.images)), False))
 
-    def subset(self, ids: np.ndarray) -> Iterator[list[torch.Tensor]]:
-        """Feature batches of training images ``ids`` and their copies (from the cache when it holds them)."""
+    def subset(self, ids: np.ndarray, copies: bool = True) -> Iterator[list[torch.Tensor]]:
+        """Feature batches of training images ``ids`` (with their copies when ``copies``), from the cache
+        when it holds them."""
         if self._cache is None:
-            yield from (feats for _, _, feats in self._extract(np.asarray(ids), True))
+            yield from (feats for _, _, feats in self._stream(np.asarray(ids), copies))
             return
         wanted = np.zeros(len(self.images), bool)
         wanted[np.asarray(ids)] = True
-        for chunk, _, feats in self._cache:
+        for chunk, copy, feats in self._cache:
+            if copy and not copies:
+                continue
             sel = torch.from_numpy(wanted[chunk])
             if bool(sel.any()):
                 yield [f[sel] for f in feats]

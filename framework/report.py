@@ -100,8 +100,6 @@ def report_data(meta: dict[str, Any], split: Split, grids: np.ndarray, scores: n
     files = [{"file": p.name, "bytes": p.stat().st_size} for p in sorted(model_dir.iterdir())
              if p.is_file() and not p.name.startswith(".")]
     policy = meta.get("thresholdPolicy") or {"policy": "max"}  # models before threshold policies: max
-    if isinstance(policy, str):
-        policy = {"policy": policy}
     train_scores = meta.get("trainScores") or []
     return {
         "model": {

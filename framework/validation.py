@@ -37,11 +37,13 @@ def holdout_split(n: int, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
 
 
 def validate(scorer: Any, images: np.ndarray, features_of: Callable[[np.ndarray], list],
-             refit: Callable[[np.ndarray], Any], seed: int = SEED) -> dict[str, Any] | None:
+             training_features: Callable[[np.ndarray], list], refit: Callable[[np.ndarray], Any],
+             seed: int = SEED) -> dict[str, Any] | None:
     """Scores of held-out normal images and of their synthetic anomalies, or None below ``MIN_IMAGES``.
 
-    ``features_of(images)`` extracts feature maps; ``refit(kept)`` fits a fresh scorer on the kept
-    training images (used when ``scorer.holdout`` returns None).
+    ``features_of(images)`` extracts feature maps of new images; ``training_features(ids)`` gives those
+    of training images ``ids`` (already extracted for the fit); ``refit(kept)`` fits a fresh scorer on
+    the kept training images (used when ``scorer.holdout`` returns None).
     """
     n = len(images)
     if n < MIN_IMAGES:
@@ -50,7 +52,7 @@ def validate(scorer: Any, images: np.ndarray, features_of: Callable[[np.ndarray]
     val_scorer, copy = scorer.holdout(held), "the fitted scorer without the held-out images' memory"
     if val_scorer is None:
         val_scorer, copy = refit(kept), "a scorer refitted on the other training images"
-    normal_grids, normal_scores = val_scorer.predict(features_of(images[held]))
+    normal_grids, normal_scores = val_scorer.predict(training_features(held))
     defective, masks, kinds = make_anomalies(images[held], images[kept], seed)
     anomaly_grids, anomaly_scores = val_scorer.predict(features_of(defective))
     return {"normal_scores": normal_scores, "anomaly_scores": anomaly_scores,
