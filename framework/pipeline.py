@@ -228,7 +228,7 @@ def train(dataset: Dataset, config: BlockConfig | None = None, *, registry: Regi
         "normalization": {"mean": list(backbone.mean), "std": list(backbone.std)},
         "numTrainImages": int(len(dataset.train)),
         "augmentation": {"mode": opts["augment"],
-                         "imagesLearned": int(len(dataset.train) * (1 + len(stream.transforms)))},
+                         "imagesLearned": len(dataset.train) * augment.copies(opts["augment"])},
         "timings": {"fitSeconds": round(t1 - t0, 3), "thresholdSeconds": round(t2 - t1, 3),
                     "validationSeconds": round(t3 - t2, 3)},
         "plugins": {
