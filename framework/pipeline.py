@@ -18,6 +18,7 @@ from framework import __version__, augment, thresholds, validation
 from framework.backbone import Backbone
 from framework.data import Dataset
 from framework.errors import VadblocksError
+from framework.feature_cache import FeatureCache
 from framework.outputs import atomic_directory
 from framework.config import BlockConfig, resolve
 from framework.plugins import Registry, get_registry
@@ -54,6 +55,8 @@ class AnomalyModel:
     input_shape: tuple[int, int, int]  # (H, W, C) of the images the model takes
     threshold: float
     metadata: dict[str, Any] = field(default_factory=dict)
+    # while training under `vadblocks tune`: the shared cache and the key of this backbone's features in it
+    feature_cache: tuple[FeatureCache, tuple] | None = None
 
     @property
     def grid_shape(self) -> tuple[int, int]:
@@ -67,6 +70,12 @@ class AnomalyModel:
             yield self._extract(images[i:i + BATCH_SIZE])
 
     def _extract(self, batch: np.ndarray) -> list[torch.Tensor]:
+        if self.feature_cache is not None:
+            cache, key = self.feature_cache
+            return cache.features(key, self.scorer.feature_levels(), batch, self._run_backbone)
+        return self._run_backbone(batch)
+
+    def _run_backbone(self, batch: np.ndarray) -> list[torch.Tensor]:
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2)
             return [f.contiguous() for f in self.extractor(x)]
@@ -165,12 +174,13 @@ def _instantiate(registry: Registry, config: BlockConfig) -> tuple[Backbone, Sco
 
 
 def train(dataset: Dataset, config: BlockConfig | None = None, *, registry: Registry | None = None,
-          weights: str | None = None, progress: bool = True) -> AnomalyModel:
+          weights: str | None = None, progress: bool = True, feature_cache: FeatureCache | None = None) -> AnomalyModel:
     """Fit the configured scorer on the backbone features of the (normal) training images.
 
     With memory augmentation the scorer also learns the images' flips/turns; validation (on by
     default) estimates accuracy on held-out images with synthetic anomalies; the threshold policy
-    picks the suggested threshold.
+    picks the suggested threshold. ``feature_cache`` lets trainings on the same images share
+    backbone features (``vadblocks tune``).
     """
     registry = registry or get_registry()
     config = config or resolve(registry, {})
@@ -186,6 +196,9 @@ def train(dataset: Dataset, config: BlockConfig | None = None, *, registry: Regi
     weights_source = backbone.load_pretrained(module, weights)
     extractor = FeatureExtractor(module, backbone.mean, backbone.std).eval()
     model = AnomalyModel(backbone, scorer, extractor, config, (h, w, c), threshold=0.0)
+    if feature_cache is not None:
+        model.feature_cache = (feature_cache, (config.backbone, tuple(sorted(config.backbone_params.items())),
+                                               weights_source))
     stream = FeatureStream(model, dataset.train.images, augment.transforms(opts["augment"]), progress)
     scorer.verbose = progress
     if stream.transforms:
@@ -248,6 +261,7 @@ def train(dataset: Dataset, config: BlockConfig | None = None, *, registry: Regi
             if labelled is not None:
                 section["labelled"] = labelled
         model.metadata["validation"] = section
+    model.feature_cache = None
     return model
 
 

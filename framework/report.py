@@ -11,8 +11,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import statistics
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +25,6 @@ PAGE = Path(__file__).with_name("report_page.html")
 DATA_MARK = "/*__REPORT_DATA__*/"
 THUMB_MAX = 128  # longest side of an embedded image (the page scales it up)
 JPEG_QUALITY = 85
-LATENCY_RUNS = 20
 POLICY_TEXT = {"max": "the maximum anomaly score over the training images"}
 
 
@@ -65,17 +62,6 @@ def defect_type(name: str, anomalous: bool) -> str:
     if len(parts) >= 3 and parts[0] == "test":
         return parts[1]
     return "anomaly" if anomalous else "good"
-
-
-def measure_latency(runtime: Any, image: np.ndarray, runs: int = LATENCY_RUNS) -> float:
-    """Median milliseconds of one single-image prediction (after one warm-up)."""
-    runtime.predict(image[None])
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        runtime.predict(image[None])
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
 
 
 def report_data(meta: dict[str, Any], split: Split, grids: np.ndarray, scores: np.ndarray, *,

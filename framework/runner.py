@@ -133,12 +133,17 @@ STOP_TIMEOUT = 20  # seconds a block gets to remove its partial output after SIG
 
 
 def container_options(data: Path, out: Path, user: str | None = None, memory: str | None = None,
-                      cpus: float | None = None) -> dict[str, Any]:
-    """docker SDK ``containers.create`` options of a block run: mounts, user, the lock-down, limits."""
+                      cpus: float | None = None, network: str | None = None) -> dict[str, Any]:
+    """docker SDK ``containers.create`` options of a block run: mounts, user, the lock-down, limits.
+
+    ``network``: a Docker network for the container (a tune worker reaching a shared database); none by default.
+    """
     opts: dict[str, Any] = dict(SECURITY, user=user or f"{os.getuid()}:{os.getgid()}",
                                 volumes={str(data): {"bind": DATA_MOUNT, "mode": "ro"},
                                          str(out): {"bind": OUT_MOUNT, "mode": "rw"}},
                                 labels={"vadblocks.run": "1"}, detach=True)
+    if network:
+        opts["network_mode"] = network
     if memory:
         opts["mem_limit"] = memory
         opts["memswap_limit"] = memory  # no swap beyond the limit
@@ -149,15 +154,19 @@ def container_options(data: Path, out: Path, user: str | None = None, memory: st
 
 def run(block_dir: str | Path, data_directory: str | Path, out_directory: str | Path,
         values: Mapping[str, Any] | None = None, *, tag: str | None = None, registry: Any = None,
-        user: str | None = None, memory: str | None = None, cpus: float | None = None, log: Log = print) -> int:
+        user: str | None = None, memory: str | None = None, cpus: float | None = None, log: Log = print,
+        tune_args: list[str] | None = None, network: str | None = None) -> int:
     """Run the block's image on a data directory; returns the container's exit code.
 
-    The container is removed afterwards. When this process is interrupted (Ctrl-C, SIGTERM), the
-    container first gets SIGTERM and :data:`STOP_TIMEOUT` seconds to remove its partial output, then
-    is removed; temporary folders left in the out directory are removed too.
+    With ``tune_args`` (a list, possibly empty) the container runs ``vadblocks tune`` with those
+    arguments instead of training (a worker of a study: its SQLite file in the out directory, or a
+    shared database reached over ``network``). The container is removed afterwards. When this process
+    is interrupted (Ctrl-C, SIGTERM), the container first gets SIGTERM and :data:`STOP_TIMEOUT` seconds
+    to remove its partial output, then is removed; temporary folders left in the out directory are
+    removed too.
     """
     doc = read_block(block_dir)
-    args = block_arguments(doc, values or {}, registry)
+    args = block_arguments(doc, values or {}, registry) if tune_args is None else ["--quiet", *tune_args]
     data = Path(data_directory).resolve()
     if not data.is_dir():
         raise VadblocksError(f"data directory {data} does not exist")
@@ -176,9 +185,11 @@ def run(block_dir: str | Path, data_directory: str | Path, out_directory: str | 
     except docker.errors.ImageNotFound:
         raise VadblocksError(f"image {tag} does not exist; build it with `vadblocks build {block_dir}`") from None
     command = ["--data-directory", DATA_MOUNT, "--out-directory", OUT_MOUNT, *args]
-    log(f"$ docker run --network none --read-only --cap-drop ALL {tag} {' '.join(command)}")
-    container = client.containers.create(tag, command=command, stop_signal="SIGTERM",
-                                         **container_options(data, out, user, memory, cpus))
+    entry = None if tune_args is None else ["vadblocks", "tune"]
+    log(f"$ docker run --network {network or 'none'} --read-only --cap-drop ALL "
+        f"{'--entrypoint vadblocks ' if entry else ''}{tag} {'tune ' if entry else ''}{' '.join(command)}")
+    container = client.containers.create(tag, command=command, entrypoint=entry, stop_signal="SIGTERM",
+                                         **container_options(data, out, user, memory, cpus, network))
     finished = False
     try:
         container.start()

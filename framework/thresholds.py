@@ -26,9 +26,10 @@ THRESHOLD_POLICY = Param("threshold-policy", "select", "f1",
                          "How the suggested threshold is chosen without labelled anomalies: max (largest training "
                          "score, as Edge Impulse does); fpr (conformal quantile of held-out normal scores at the "
                          "target false positive rate); f1 (best F1 on held-out normal images against synthetic "
-                         "anomalies; needs validation)", label="Threshold policy", options=POLICIES)
+                         "anomalies; needs validation)", label="Threshold policy", options=POLICIES,
+                         search=False)  # the policy moves the threshold, not what tune compares
 TARGET_FPR = Param("target-fpr", "float", 0.05, "False positive rate the fpr threshold policy aims at",
-                   label="Target false positive rate", min=0.001, max=0.5)
+                   label="Target false positive rate", min=0.001, max=0.5, search=False)
 
 
 def conformal_quantile(normal_scores: np.ndarray, rate: float) -> float:

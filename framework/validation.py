@@ -23,7 +23,8 @@ from framework.synthetic import KINDS, make_anomalies
 VALIDATION = Param("validation", "boolean", True,
                    "Estimate image AUROC, pixel AUROC, F1 and false positive rate at train time on held-out "
                    "training images with synthetic anomalies (written to the metadata; adds a fraction of the "
-                   "fit time)", label="Validation at train time")
+                   "fit time)", label="Validation at train time",
+                   search=False)  # tune measures every trial through validation
 HOLDOUT_FRACTION = 0.2
 MIN_IMAGES = 10  # fewer training images than this: no validation (nothing sensible to hold out)
 SEED = 0

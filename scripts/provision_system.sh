@@ -2,10 +2,12 @@
 # Debian packages the test suite needs besides Docker (CI / development machines; needs root):
 #   chromium        the real headless browser of the report tests (Playwright drives /usr/bin/chromium)
 #   portaudio19-dev PortAudio headers: Edge Impulse's Python SDK imports pyaudio, which compiles against them
+#   postgresql      the server the two-worker `vadblocks tune` test starts (a temporary cluster per test)
 set -euo pipefail
 need=()
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -f /usr/include/portaudio.h ] || need+=(portaudio19-dev python3-dev)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 if [ ${#need[@]} -eq 0 ]; then
   echo "system packages: present"
   exit 0

@@ -203,3 +203,32 @@ def test_sigterm_to_vadblocks_run_stops_and_removes_the_container(image, small_d
     after = {c.id for c in image.containers.list(all=True, filters={"label": "vadblocks.run"})}
     assert after == before  # stopped and removed
     assert list(out.iterdir()) == []  # the block removed its partial output (or the runner did)
+
+
+def test_block_container_is_a_tune_worker_sharing_a_study_with_the_host(image, small_data, tmp_path):
+    """`vadblocks run --tune`: the block's image runs trials of the study whose SQLite file lies in its out
+    directory, while a worker on the host runs trials of the same study (the file shared through the mount)."""
+    import optuna
+
+    out = tmp_path / "out"
+    out.mkdir()
+    quick = ["--runtime", "onnx", "--backbone", "mobilenetv2", "--export", "onnx", "--study", "shared",
+             "--max-latency-ms", "100"]
+    env = {**os.environ, "TQDM_DISABLE": "1", "PYTHONPATH": str(ROOT)}
+    host = subprocess.Popen([sys.executable, "-m", "framework.cli", "tune", "--data-directory",
+                             str(small_data["edge-impulse"]), "--out-directory", str(tmp_path / "host"), "--quiet",
+                             "--n-trials", "5", "--storage", f"sqlite:///{out / 'tune.db'}", *quick], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    result = invoke("run", ROOT, "--tag", TAG, "--tune", "--data-directory", small_data["edge-impulse"],
+                    "--out-directory", out, "--n-trials", "5", *quick)
+    host_out, _ = host.communicate(timeout=600)
+    assert host.returncode == 0, host_out[-3000:]
+    assert "--entrypoint vadblocks" in result.output and "--network none" in result.output
+    trials = optuna.load_study(study_name="shared", storage=f"sqlite:///{out / 'tune.db'}").get_trials()
+    assert len({t.number for t in trials}) == len(trials) >= 5
+    assert all(t.state.name == "COMPLETE" for t in trials)
+    workers = {t.user_attrs["worker"].rsplit(":", 1)[0] for t in trials}
+    assert len(workers) == 2  # the container's hostname and this machine's
+    meta = json.loads((out / "model" / "anomaly_metadata.json").read_text())
+    assert meta["tuning"]["study"] == "shared" and (out / "leaderboard.json").is_file()
+    assert all(p.stat().st_uid == os.getuid() for p in out.iterdir())

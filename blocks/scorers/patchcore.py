@@ -15,7 +15,7 @@ import numpy as np
 
 from framework import hookimpl
 from framework.errors import VadblocksError
-from framework.params import Param
+from framework.params import Param, Search
 from framework.scorer import Features, Scorer, check_features
 
 if TYPE_CHECKING:  # pragma: no cover - torch is imported on use (patchcore_module.py)
@@ -33,11 +33,12 @@ class PatchCore(Scorer):
         Param("num-layers", "int", 1, "Backbone feature levels to use: 1 = stride 8 only, 2 adds stride 16, "
               "3 adds stride 32", label="Number of layers", min=1, max=3),
         Param("pool-size", "int", 1, "Neighbourhood average pooling window around each patch (odd; 1 = none)",
-              label="Pool size", min=1, max=9),
+              label="Pool size", min=1, max=9, search=Search(1, 5, step=2)),
         Param("sampling-ratio", "float", 0.1, "Fraction of training patches kept in the coreset memory bank",
-              label="Sampling ratio", min=0.0001, max=1.0),
+              label="Sampling ratio", min=0.0001, max=1.0, search=Search(0.01, 0.25, log=True)),
         Param("num-nearest-neighbors", "int", 9, "Nearest neighbours of a memory-bank entry used to reweight "
-              "the image score (1 = plain maximum)", label="Number of nearest neighbors", min=1, max=100),
+              "the image score (1 = plain maximum)", label="Number of nearest neighbors", min=1, max=100,
+              search=Search(1, 15)),
     )
     seed: ClassVar[int] = 0
 
