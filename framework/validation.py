@@ -1,9 +1,10 @@
 """Expected performance at train time, from normal images alone.
 
-:func:`validate` holds out a seeded random ``HOLDOUT_FRACTION`` of the training images, takes a copy
-of the fitted scorer that has not learned from them (:meth:`framework.scorer.Scorer.holdout`, or a
-refit on the other images), makes one synthetic anomaly from each held-out image
-(:mod:`framework.synthetic`) and scores both. :func:`summary` turns those scores into the
+:func:`validate` cuts the training images into seeded random folds of ``HOLDOUT_FRACTION`` and holds
+each out in turn: a copy of the fitted scorer that has not learned from them
+(:meth:`framework.scorer.Scorer.holdout`) scores them and one synthetic anomaly made from each
+(:mod:`framework.synthetic`). Scorers that cannot forget images are refitted on the other images, for the
+first fold only (a refit costs a whole fit). :func:`summary` turns those scores into the
 ``validation`` section of anomaly_metadata.json at the suggested threshold; :func:`labelled_summary`
 adds real figures when the data directory's test split is labelled. The final model is always the
 one trained on every normal image.
@@ -30,11 +31,19 @@ MIN_IMAGES = 10  # fewer training images than this: no validation (nothing sensi
 SEED = 0
 
 
-def holdout_split(n: int, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (kept, held out) of ``n`` training images: a seeded random ``HOLDOUT_FRACTION``."""
+def fold_splits(n: int, seed: int = SEED) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Indices (kept, held out) of ``n`` training images for each fold: a seeded random order cut into
+    parts of about ``HOLDOUT_FRACTION`` (at least 2 images each), every image held out once."""
     order = np.random.default_rng([seed, n]).permutation(n)
     n_held = max(2, int(round(n * HOLDOUT_FRACTION)))
-    return np.sort(order[n_held:]), np.sort(order[:n_held])
+    parts = max(1, min(n // 2, round(n / n_held)))
+    return [(np.sort(np.setdiff1d(order, h)), np.sort(h)) for h in np.array_split(order, parts)]
+
+
+def holdout_split(n: int, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (kept, held out) of the first fold: a seeded random ``HOLDOUT_FRACTION`` of ``n`` images."""
+    kept, held = fold_splits(n, seed)[0]
+    return kept, held
 
 
 def validate(scorer: Any, images: np.ndarray, features_of: Callable[[np.ndarray], list],
@@ -49,16 +58,27 @@ def validate(scorer: Any, images: np.ndarray, features_of: Callable[[np.ndarray]
     n = len(images)
     if n < MIN_IMAGES:
         return None
-    kept, held = holdout_split(n, seed)
-    val_scorer, copy = scorer.holdout(held), "the fitted scorer without the held-out images' memory"
-    if val_scorer is None:
-        val_scorer, copy = refit(kept), "a scorer refitted on the other training images"
-    normal_grids, normal_scores = val_scorer.predict(training_features(held))
-    defective, masks, kinds = make_anomalies(images[held], images[kept], seed)
-    anomaly_grids, anomaly_scores = val_scorer.predict(features_of(defective))
-    return {"normal_scores": normal_scores, "anomaly_scores": anomaly_scores,
-            "grids": np.concatenate([normal_grids, anomaly_grids]), "masks": masks, "kinds": kinds,
-            "n_kept": int(len(kept)), "scorer": copy}
+    normal_grids, normal_scores, anomaly_grids, anomaly_scores, masks, kinds = [], [], [], [], [], []
+    copy, n_kept = "the fitted scorer without the held-out images' memory", 0
+    for fold, (kept, held) in enumerate(fold_splits(n, seed)):
+        val_scorer = scorer.holdout(held)
+        if val_scorer is None:
+            if fold:  # a refit costs a whole fit: scorers that cannot forget images are validated on one fold
+                break
+            val_scorer, copy = refit(kept), "a scorer refitted on the other training images"
+        n_kept = len(kept)
+        g, sc = val_scorer.predict(training_features(held))
+        normal_grids.append(g)
+        normal_scores.append(sc)
+        defective, m, k = make_anomalies(images[held], images[kept], seed + fold)
+        g, sc = val_scorer.predict(features_of(defective))
+        anomaly_grids.append(g)
+        anomaly_scores.append(sc)
+        masks.append(m)
+        kinds += list(k)
+    return {"normal_scores": np.concatenate(normal_scores), "anomaly_scores": np.concatenate(anomaly_scores),
+            "grids": np.concatenate(normal_grids + anomaly_grids), "masks": np.concatenate(masks), "kinds": kinds,
+            "n_kept": int(n_kept), "folds": len(normal_scores), "scorer": copy}
 
 
 def summary(result: dict[str, Any], threshold: float, policy: str, seconds: float) -> dict[str, Any]:
@@ -72,12 +92,14 @@ def summary(result: dict[str, Any], threshold: float, policy: str, seconds: floa
     return {"source": "synthetic", **_figures(result["grids"], np.r_[normal, anomalies], split, threshold),
             "method": {
                 "heldOutNormal": int(len(normal)), "syntheticAnomalies": int(len(anomalies)),
-                "trainedOn": result["n_kept"], "holdoutFraction": HOLDOUT_FRACTION, "seed": SEED,
-                "defectKinds": sorted(set(result["kinds"]), key=KINDS.index),
+                "trainedOn": result["n_kept"], "holdoutFraction": HOLDOUT_FRACTION, "folds": result["folds"],
+                "seed": SEED, "defectKinds": sorted(set(result["kinds"]), key=KINDS.index),
                 "inSampleThreshold": policy in ("fpr", "f1"),
-                "description": "a seeded random fifth of the training images held out; one synthetic anomaly "
-                               "(cut-paste, noise-blend, line, smear) made from each; scored by "
-                               + result["scorer"] + "; the final model is trained on all images",
+                "description": ("the training images in seeded random fifths, each held out in turn" if
+                                result["folds"] > 1 else "a seeded random fifth of the training images held out")
+                               + "; one synthetic anomaly (cut-paste, noise-blend, line, smear) made from each "
+                               "held-out image; scored by " + result["scorer"] + "; the final model is trained "
+                               "on all images",
                 "seconds": round(seconds, 3)}}
 
 

@@ -186,12 +186,13 @@ def test_validation_section_and_labelled_figures(small_data, tmp_path):
                     "--threshold-policy", "fpr", "--sampling-ratio", "0.2")
     meta = json.loads((out / "anomaly_metadata.json").read_text())
     v = meta["validation"]
-    assert v["source"] == "synthetic" and v["method"]["heldOutNormal"] == 8 == v["method"]["syntheticAnomalies"]
-    assert v["method"]["trainedOn"] == 32 and v["counts"]["tp"] + v["counts"]["fn"] == 8
+    # five folds of 8: each of the 40 training images held out once, with one synthetic anomaly each
+    assert v["source"] == "synthetic" and v["method"]["heldOutNormal"] == 40 == v["method"]["syntheticAnomalies"]
+    assert v["method"]["trainedOn"] == 32 and v["method"]["folds"] == 5 and v["counts"]["tp"] + v["counts"]["fn"] == 40
     for key in ("image_auroc", "pixel_auroc", "f1", "fpr"):
         assert 0.0 <= v[key] <= 1.0
-    assert v["fpr"] == v["counts"]["fp"] / 8
-    assert "Expected performance (synthetic anomalies on 8 held-out images): image AUROC" in result.output
+    assert v["fpr"] == v["counts"]["fp"] / 40
+    assert "Expected performance (synthetic anomalies on 40 held-out images): image AUROC" in result.output
     # the small dataset's Edge Impulse test split is labelled: real figures beside the estimates
     lab = v["labelled"]
     test = json.loads(invoke("test", "--model-directory", out, "--data-directory", small_data["edge-impulse"],
@@ -203,19 +204,27 @@ def test_validation_section_and_labelled_figures(small_data, tmp_path):
 
 
 def test_validation_figures_are_what_the_held_out_images_give(registry, dataset):
-    """Recompute the estimate by hand: refit on the kept images, score held-out and synthetic images."""
+    """Recompute the estimate by hand: for each fold, the bank without the held-out images scores them and
+    their synthetic anomalies; every training image is held out exactly once."""
     config = resolve(registry, {"sampling-ratio": 0.3})
     model = train(dataset, config, progress=False)
-    kept, held = validation.holdout_split(len(dataset.train))
-    assert len(held) == 8 and not set(kept) & set(held)
-    forgot = model.scorer.holdout(held)
-    assert not torch.isin(forgot._bank_images, torch.as_tensor(held)).any()
     images = dataset.train.images
-    normal = forgot.predict(model.features(images[held]))[1]
-    bad, _, _ = make_anomalies(images[held], images[kept], validation.SEED)
-    anomalous = forgot.predict(model.features(bad))[1]
-    expected = auroc(np.r_[np.zeros(8, bool), np.ones(8, bool)], np.r_[normal, anomalous])
+    splits = validation.fold_splits(len(images))
+    assert len(splits) == 5 and sorted(np.concatenate([h for _, h in splits])) == list(range(len(images)))
+    kept, held = validation.holdout_split(len(images))
+    assert len(held) == 8 and not set(kept) & set(held) and list(held) == list(splits[0][1])
+    normal, anomalous = [], []
+    for fold, (kept, held) in enumerate(splits):
+        forgot = model.scorer.holdout(held)
+        assert not torch.isin(forgot._bank_images, torch.as_tensor(held)).any()
+        normal.append(forgot.predict(model.features(images[held]))[1])
+        bad, _, _ = make_anomalies(images[held], images[kept], validation.SEED + fold)
+        anomalous.append(forgot.predict(model.features(bad))[1])
+    n = len(images)
+    expected = auroc(np.r_[np.zeros(n, bool), np.ones(n, bool)], np.r_[np.concatenate(normal), np.concatenate(anomalous)])
     assert model.metadata["validation"]["image_auroc"] == pytest.approx(expected)
+    method = model.metadata["validation"]["method"]
+    assert method["folds"] == 5 and method["heldOutNormal"] == n == method["syntheticAnomalies"]
 
 
 def test_validation_off_and_too_few_images(registry, dataset):
