@@ -47,7 +47,9 @@ MODEL_DIR = "model"
 TUNE_CALIBRATION = 32  # training images calibrating a trial's int8 file (the final model uses the full set)
 STARTUP_TRIALS = 8  # random trials before the sampler models the objectives
 HEARTBEAT_S, GRACE_S = 20, 120
-SCHEMA_RETRIES = 4  # a trial whose worker died is marked failed after GRACE_S
+SCHEMA_RETRIES = 4
+# what a worker sees when another one is creating the tables of a new study database at the same moment
+SCHEMA_RACE = ("already exists", "UniqueViolation", "UNIQUE constraint failed", "database is locked")  # a trial whose worker died is marked failed after GRACE_S
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,7 @@ def open_storage(url: str) -> "optuna.storages.BaseStorage":
             return optuna.storages.RDBStorage(url, **kwargs)
         except Exception as exc:  # noqa: BLE001 - sqlalchemy/driver errors of every kind become one message
             # workers starting together on a new database race to create its tables: the loser retries
-            if attempt < SCHEMA_RETRIES and any(s in str(exc) for s in ("already exists", "UniqueViolation")):
+            if attempt < SCHEMA_RETRIES and any(s in str(exc) for s in SCHEMA_RACE):
                 time.sleep(0.5 + attempt)
                 continue
             error = exc
