@@ -46,10 +46,10 @@ PARETO_FILE = "pareto.png"
 MODEL_DIR = "model"
 TUNE_CALIBRATION = 32  # training images calibrating a trial's int8 file (the final model uses the full set)
 STARTUP_TRIALS = 8  # random trials before the sampler models the objectives
-HEARTBEAT_S, GRACE_S = 20, 120
+HEARTBEAT_S, GRACE_S = 20, 120  # a trial whose worker died is marked failed after GRACE_S
 SCHEMA_RETRIES = 4
 # what a worker sees when another one is creating the tables of a new study database at the same moment
-SCHEMA_RACE = ("already exists", "UniqueViolation", "UNIQUE constraint failed", "database is locked")  # a trial whose worker died is marked failed after GRACE_S
+SCHEMA_RACE = ("already exists", "UniqueViolation", "UNIQUE constraint failed", "database is locked")
 
 
 @dataclass(frozen=True)

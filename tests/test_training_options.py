@@ -221,7 +221,8 @@ def test_validation_figures_are_what_the_held_out_images_give(registry, dataset)
         bad, _, _ = make_anomalies(images[held], images[kept], validation.SEED + fold)
         anomalous.append(forgot.predict(model.features(bad))[1])
     n = len(images)
-    expected = auroc(np.r_[np.zeros(n, bool), np.ones(n, bool)], np.r_[np.concatenate(normal), np.concatenate(anomalous)])
+    scores = np.r_[np.concatenate(normal), np.concatenate(anomalous)]
+    expected = auroc(np.r_[np.zeros(n, bool), np.ones(n, bool)], scores)
     assert model.metadata["validation"]["image_auroc"] == pytest.approx(expected)
     method = model.metadata["validation"]["method"]
     assert method["folds"] == 5 and method["heldOutNormal"] == n == method["syntheticAnomalies"]
