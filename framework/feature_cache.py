@@ -30,7 +30,7 @@ class FeatureCache:
         self.bytes = 0
         self.hits = 0
         self.misses = 0
-        self._store: OrderedDict[tuple, tuple[int, list["torch.Tensor"]]] = OrderedDict()
+        self._store: OrderedDict[tuple, tuple[int, list["torch.Tensor"], int]] = OrderedDict()  # levels, maps, bytes
 
     def features(self, backbone_key: tuple, levels: int, batch: np.ndarray,
                  extract: Callable[[np.ndarray], list["torch.Tensor"]]) -> list["torch.Tensor"]:
@@ -52,15 +52,14 @@ class FeatureCache:
             self._drop(key)
         size = sum(f.numel() * f.element_size() for f in feats)
         if size <= self.max_bytes:
-            self._store[key] = (len(feats), feats)
+            self._store[key] = (len(feats), feats, size)
             self.bytes += size
             while self.bytes > self.max_bytes:
                 self._drop(next(iter(self._store)))
         return feats[:levels]
 
     def _drop(self, key: tuple) -> None:
-        _, feats = self._store.pop(key)
-        self.bytes -= sum(f.numel() * f.element_size() for f in feats)
+        self.bytes -= self._store.pop(key)[2]
 
     def stats(self) -> dict[str, Any]:
         """Batches served from the cache, batches extracted, bytes held."""

@@ -115,6 +115,19 @@ def atomic_directory(out: str | Path) -> Iterator[Path]:
             raise
 
 
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write one text file atomically: a temporary file beside it, renamed into place (removed on failure)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def remove_temporaries(out: str | Path) -> list[Path]:
     """Remove temporary folders a killed writer left inside ``out``; returns what was removed."""
     out = Path(out)

@@ -19,6 +19,7 @@ from PIL import Image
 
 from framework.data import Split
 from framework.metrics import evaluate
+from framework.outputs import atomic_write_text
 from framework.portable.engines import EXPORT_FILES
 
 PAGE = Path(__file__).with_name("report_page.html")
@@ -117,12 +118,4 @@ def render(data: dict[str, Any]) -> str:
 
 def write_report(path: str | Path, data: dict[str, Any]) -> Path:
     """Write the page to ``path`` (atomically: a temporary file renamed into place)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(render(data), encoding="utf-8")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_write_text(path, render(data))

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from framework.errors import VadblocksError
+from framework.outputs import atomic_write_text
 from framework.params import SCORER_PARAM
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -311,7 +312,8 @@ class Tuner:
                    "trials_this_worker": ran, "minutes_this_worker": round(minutes, 2),
                    "trials_per_minute": round(rate, 2), "feature_cache": self.cache.stats(), "trials": trials}
         pareto = pareto_front([t for t in trials if t["fits"]])
-        _write_json(self.out / LEADERBOARD_FILE, {**summary, "pareto": [t["number"] for t in pareto]})
+        board = {**summary, "pareto": [t["number"] for t in pareto]}
+        atomic_write_text(self.out / LEADERBOARD_FILE, json.dumps(board, indent=2, default=str) + "\n")
         write_pareto_png(self.out / PARETO_FILE, trials, pareto, self.budget, self.runtime)
         best = pick_best(trials, self.budget)
         model_dir = self.out / MODEL_DIR
@@ -535,12 +537,6 @@ def write_pareto_png(path: Path, trials: list[dict[str, Any]], front: list[dict[
     fig.savefig(path)
     plt.close(fig)
     return path
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def table(trials: list[dict[str, Any]], limit: int = 15) -> list[str]:
