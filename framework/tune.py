@@ -280,15 +280,17 @@ class Tuner:
                                  f"{ {k: theirs.get(k) for k in diff} }); give this worker the same options or "
                                  "pick another --study name")
         study.sampler = self._sampler(len(study.trials))
-        study.enqueue_trial(self.space.start(self.start_scorer), skip_if_exists=True)
         return study
 
     def _sampler(self, done: int) -> "optuna.samplers.BaseSampler":
         import optuna
 
+        from framework.start_sampler import StartFirstSampler
+
         entropy = [self.opts.seed, done] + ([os.getpid()] if self.opts.storage else [])
         seed = int(np.random.SeedSequence(entropy).generate_state(1)[0])
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=STARTUP_TRIALS, multivariate=True, group=True)
+        tpe = optuna.samplers.TPESampler(seed=seed, n_startup_trials=STARTUP_TRIALS, multivariate=True, group=True)
+        return StartFirstSampler(tpe, self.space.start(self.start_scorer))
 
     def run(self) -> dict[str, Any]:
         """Run this worker's share of the study, then write the outputs; returns the ``--json`` object."""

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -393,3 +394,38 @@ def test_leaderboard_orders_fitting_trials_first():
     assert [r["number"] for r in rows] == [3, 1, 0, 2]
     assert rows[2]["broken"] == ["latency 5 ms > 2 ms"] and not rows[2]["fits"] and rows[3]["reason"] == "boom"
     assert np.isfinite(rows[0]["image_auroc"])
+
+
+RACE_WORKER = r"""
+import sys, time
+import optuna
+from framework.start_sampler import StartFirstSampler
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+url, start_at = sys.argv[1], float(sys.argv[2])
+while time.time() < start_at:  # every worker begins at the same instant
+    time.sleep(0.001)
+sampler = StartFirstSampler(optuna.samplers.TPESampler(n_startup_trials=2), {"x": 0.5, "kind": "b"})
+study = optuna.create_study(storage=url, study_name="race", load_if_exists=True, sampler=sampler)
+study.optimize(lambda t: t.suggest_float("x", 0, 1) + len(t.suggest_categorical("kind", ["a", "b", "cc"])),
+               n_trials=3)
+"""
+
+
+def test_start_trial_runs_once_when_workers_race(tmp_path):
+    """Trial 0 is the start configuration, run by exactly one of several workers that open one SQLite study at
+    the same instant (Optuna's enqueue_trial let two of them run it; the second then failed to report it)."""
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    optuna.create_study(storage=url, study_name="race")
+    start_at = str(time.time() + 3)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    workers = [subprocess.Popen([sys.executable, "-c", RACE_WORKER, url, start_at], env=env, stderr=subprocess.PIPE,
+                                text=True) for _ in range(4)]
+    errors = [w.communicate(timeout=120)[1] for w in workers]
+    assert all(w.returncode == 0 for w in workers), errors
+    trials = optuna.load_study(study_name="race", storage=url).trials
+    assert sorted(t.number for t in trials) == list(range(12))
+    assert all(t.state.name == "COMPLETE" for t in trials)
+    assert trials[0].params == {"x": 0.5, "kind": "b"}
+    assert sum(t.params == {"x": 0.5, "kind": "b"} for t in trials) == 1
