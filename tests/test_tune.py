@@ -30,6 +30,8 @@ from tests.conftest import invoke, write_plugin_dist
 ROOT = Path(__file__).resolve().parents[1]
 # onnx trials export in a fraction of a second; the latency limit keeps a loaded CI machine within the budget
 QUICK = ("--runtime", "onnx", "--backbone", "mobilenetv2", "--export", "onnx", "--quiet", "--max-latency-ms", "100")
+# workers pick configurations at random: a file budget no bank reaches keeps a large one from being pruned
+SHARED = (*QUICK, "--max-model-kb", "1000000")
 
 # A third-party scorer: a parameter that narrows its search range, one that is never searched, and a
 # setting (mode 0) whose fit fails, so a study records failed trials and goes on.
@@ -303,7 +305,7 @@ def test_impossible_budget_and_changed_settings(small_data, tmp_path):
 def run_workers(storage: str, data: Path, outs: list[Path], n_trials: int) -> list[subprocess.CompletedProcess]:
     env = {**os.environ, "TQDM_DISABLE": "1", "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "framework.cli", "tune", "--data-directory", str(data), "--n-trials", str(n_trials),
-           "--storage", storage, "--study", "shared", *QUICK]
+           "--storage", storage, "--study", "shared", *SHARED]
     procs = [subprocess.Popen(cmd + ["--out-directory", str(o)], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True) for o in outs]
     results = []
@@ -322,12 +324,13 @@ def check_shared_study(storage: str, data: Path, tmp_path: Path, n_trials: int) 
     trials = optuna.load_study(study_name="shared", storage=storage).get_trials()
     numbers = [t.number for t in trials]
     assert len(numbers) == len(set(numbers)) >= n_trials  # every trial once
-    assert all(t.state.name == "COMPLETE" for t in trials)
+    assert all(t.state.name == "COMPLETE" for t in trials), [(t.number, t.state.name, t.user_attrs.get("reason"))
+                                                             for t in trials]
     workers = {t.user_attrs["worker"] for t in trials}
     assert len(workers) == 2  # both processes did trials
     # a worker started after the study is full runs nothing and writes the outputs with every trial
     final = tune_json("--data-directory", data, "--out-directory", tmp_path / "w3", "--n-trials", str(n_trials),
-                      "--storage", storage, "--study", "shared", *QUICK)
+                      "--storage", storage, "--study", "shared", *SHARED)
     assert final["trials_this_worker"] == 0
     assert sorted(t["number"] for t in final["trials"]) == sorted(numbers)
     board = json.loads((tmp_path / "w3" / "leaderboard.json").read_text())
