@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from PIL import Image
@@ -192,14 +192,18 @@ def quantised(images: np.ndarray) -> np.ndarray:
     return (np.clip(images, 0, 1) * 255).round().astype(np.float32) / 255
 
 
-def bench_setup(doc: str, defaults: dict[str, str] | None = None) -> tuple[argparse.Namespace, Any, Any]:
-    """The measurement scripts' command line (--data, --materials, --param NAME=VALUE, --json), one torch
-    thread, and the registry and configuration (``defaults`` overridden by --param) they measure."""
+def bench_setup(doc: str, defaults: dict[str, str] | None = None,
+                extra: Callable[[argparse.ArgumentParser], None] | None = None) -> tuple[argparse.Namespace, Any, Any]:
+    """The measurement scripts' command line (--data, --materials, --param NAME=VALUE, --json, and what
+    ``extra`` adds), one torch thread, and the registry and configuration (``defaults`` overridden by
+    --param) they measure."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="bench/hard")
     ap.add_argument("--materials", default=",".join(MATERIALS))
     ap.add_argument("--param", action="append", default=[], help="NAME=VALUE, as on `vadblocks train`")
     ap.add_argument("--json", default=None)
+    if extra is not None:
+        extra(ap)
     args = ap.parse_args()
     import torch
 

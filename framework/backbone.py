@@ -33,7 +33,10 @@ class Backbone:
     Subclasses declare ``name``, ``description``, ``parameters``, ``levels`` (stride 8
     first, then deeper maps), ``mean``/``std`` (normalisation of 0..1 RGB input),
     ``offline_weights`` (whether pretrained weights are obtainable without a
-    download) and implement :meth:`create_module` and :meth:`load_pretrained`.
+    download), optionally ``int8_float_modules`` (paths inside the module
+    :meth:`create_module` returns that the int8 file keeps in float at
+    ``--int8-precision mixed``: the layers whose int8 activations cost accuracy)
+    and implement :meth:`create_module` and :meth:`load_pretrained`.
     """
 
     name: ClassVar[str]
@@ -43,6 +46,7 @@ class Backbone:
     mean: ClassVar[tuple[float, float, float]] = IMAGENET_MEAN
     std: ClassVar[tuple[float, float, float]] = IMAGENET_STD
     offline_weights: ClassVar[bool] = False
+    int8_float_modules: ClassVar[tuple[str, ...]] = ()
     default_input_size: ClassVar[int] = 96
     min_input_size: ClassVar[int] = 32
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from framework.augment import AUGMENT
+from framework.int8 import INT8_PRECISION
 from framework.params import Param
 from framework.thresholds import TARGET_FPR, THRESHOLD_POLICY
 from framework.validation import VALIDATION
@@ -13,4 +14,5 @@ TRAINING_PARAMS: tuple[tuple[Param, dict[str, str] | None], ...] = (
     (THRESHOLD_POLICY, None),
     (TARGET_FPR, {"parameter": THRESHOLD_POLICY.name, "operator": "eq", "value": "fpr"}),
     (VALIDATION, None),
+    (INT8_PRECISION, None),
 )

@@ -83,19 +83,22 @@ class Budget:
 
 @dataclass(frozen=True)
 class Target:
-    """A ``--target`` preset: a runtime, a budget and the scorer the study starts from."""
+    """A ``--target`` preset: a runtime, a budget, the scorer the study starts from, and parameter values it fixes
+    (unless given on the command line)."""
 
     runtime: str
     budget: Budget
     start_scorer: str
     description: str
+    fixed: dict[str, str] = field(default_factory=dict)
 
 
 TARGETS = {
     # Microcontroller class (e.g. Cortex-M7, ~1 MB flash, ~512 KB SRAM): int8 model, Edge Impulse's GMM default.
     "low-power": Target("tflite-int8", Budget(max_latency_ms=1.0, max_model_kb=300, max_ram_kb=512), "gmm",
                         "microcontroller class: int8 TFLite file, latency <= 1 ms on this machine's LiteRT, "
-                        "file <= 300 KB, activations <= 512 KB; starts from GMM"),
+                        "file <= 300 KB, activations <= 512 KB, every layer int8 (no FPU assumed); "
+                        "starts from GMM", fixed={"int8-precision": "full"}),
     # Linux class (Raspberry Pi 4 / Jetson): float TFLite, Edge Impulse's PatchCore default.
     "high-power": Target("tflite", Budget(max_latency_ms=3.0, max_model_kb=8192, max_ram_kb=32768), "patchcore",
                          "Linux class: float TFLite file, latency <= 3 ms on this machine's LiteRT, "
@@ -227,7 +230,9 @@ class Tuner:
         self.opts, self.registry, self.log, self.data = opts, registry, log, data
         self.out = Path(out_directory)
         self.runtime, self.budget, self.start_scorer = resolve_target(opts)
-        fixed = known_values(opts.fixed, [p.name for p, _ in all_params(registry)])
+        preset = TARGETS.get(opts.target or "none")
+        fixed = {**(preset.fixed if preset else {}),
+                 **known_values(opts.fixed, [p.name for p, _ in all_params(registry)])}
         if str(fixed.get("validation", "1")).lower() in ("0", "false", "no", "off"):
             raise VadblocksError("tune measures every trial through validation: drop --validation 0")
         resolve(registry, fixed)  # one clear message for a bad fixed value before anything runs

@@ -184,3 +184,46 @@ def test_int8_model_keeps_auroc_within_002_on_the_demo_data(tmp_path_factory, re
                 eim.close()
             assert answer["result"]["anomaly"] == pytest.approx(float(scores[-1]), abs=1e-4)
             assert answer["result"]["visual_anomaly_max"] == pytest.approx(float(grids[-1].max()), abs=1e-4)
+
+
+@pytest.mark.slow
+def test_int8_precision_mixed_keeps_the_first_layers_float(small_data, registry, tmp_path):
+    """--int8-precision mixed (the default) keeps the input normalisation and MobileNetV2's first blocks in float,
+    with the input still int8; its scores stay closer to the float model's than those of the all-int8 file."""
+    from framework.errors import VadblocksError
+    from framework.export import ExportGraph, export_tflite_int8
+
+    ds = load_dataset(small_data["edge-impulse"])
+    test = load_dataset(small_data["folder"]).test
+    gaps, sizes = {}, {}
+    for precision in ("mixed", "full"):
+        model = train(ds, resolve(registry, {"int8-precision": precision, "validation": "0"}), progress=False)
+        out = tmp_path / precision
+        save_with_exports(model, out, ["tflite-int8"], calibration=ds.train.images)
+        entry = json.loads((out / "anomaly_metadata.json").read_text())["exports"]["tflite-int8"]
+        assert entry["precision"] == precision
+        assert entry["floatModules"] == ([] if precision == "full" else
+                                         ["normalize"] + [f"backbone.features.{i}" for i in range(5)])
+        runtime = open_runtime(out, "tflite-int8", model=model)
+        assert runtime.engine.input["dtype"] == np.int8
+        _, scores = runtime.predict(test.images)
+        _, float_scores = model.predict(test.images)
+        gaps[precision] = float(np.mean(np.abs(scores - float_scores) / np.abs(float_scores).mean()))
+        sizes[precision] = entry["bytes"]
+    assert gaps["mixed"] < 0.5 * gaps["full"], gaps
+    assert sizes["mixed"] > sizes["full"]  # the float layers' weights are 4 bytes each
+    with pytest.raises(VadblocksError, match="not modules of the exported graph"):
+        export_tflite_int8(ExportGraph(model).eval(), test.images[:2], "0..1", tmp_path / "x.tflite",
+                           ["backbone.nope"])
+
+
+def test_int8_precision_is_a_declared_parameter(small_data, tmp_path):
+    """--int8-precision reaches the CLI, the metadata and the int8 file's entry; a bad value is one clear message."""
+    bad = invoke("train", "--data-directory", small_data["edge-impulse"], "--out-directory", tmp_path / "bad",
+                 "--int8-precision", "half", ok=False).output
+    assert "int8-precision" in bad and "mixed" in bad and not (tmp_path / "bad").exists()
+    invoke("train", "--data-directory", small_data["edge-impulse"], "--out-directory", tmp_path / "m",
+           "--int8-precision", "full", "--export", "tflite-int8", "--validation", "0")
+    meta = json.loads((tmp_path / "m" / "anomaly_metadata.json").read_text())
+    assert meta["parameters"]["int8-precision"] == "full"
+    assert meta["exports"]["tflite-int8"]["precision"] == "full" and meta["exports"]["tflite-int8"]["floatModules"] == []

@@ -432,3 +432,16 @@ def test_start_trial_runs_once_when_workers_race(tmp_path):
     assert all(t.state.name == "COMPLETE" for t in trials)
     assert trials[0].params == {"x": 0.5, "kind": "b"}
     assert sum(t.params == {"x": 0.5, "kind": "b"} for t in trials) == 1
+
+
+def test_low_power_target_quantises_every_layer(small_data, registry, tmp_path):
+    """The microcontroller preset fixes --int8-precision full (no FPU assumed) unless the command line sets it."""
+    from framework.tune import DataSource, Tuner, TuneOptions
+
+    data = DataSource(small_data["edge-impulse"])
+    low = Tuner(data, tmp_path / "a", TuneOptions(target="low-power"), registry, log=lambda _: None)
+    assert low.space.fixed["int8-precision"] == "full" and low.runtime == "tflite-int8"
+    mine = Tuner(data, tmp_path / "b", TuneOptions(target="low-power", fixed={"int8-precision": "mixed"}), registry,
+                 log=lambda _: None)
+    assert mine.space.fixed["int8-precision"] == "mixed"
+    assert "int8-precision" not in Tuner(data, tmp_path / "c", TuneOptions(), registry, log=lambda _: None).space.fixed

@@ -1,0 +1,38 @@
+"""How much of the int8 file (``model_quantized_int8_io.tflite``) is int8: declared once, torch-free.
+
+Per-tensor int8 activations at the backbone's high-resolution layers erase the small feature differences
+subtle defects make: on the development benchmark the all-int8 file lost 0.023 image AUROC against the float
+file on average (marble -0.093). Keeping the input normalisation and the backbone's first layers in float
+(the backbone declares which: ``Backbone.int8_float_modules``), with the input still int8, brings that to
+-0.002 (worst -0.007) for about 10 % more LiteRT latency on this machine. Those layers then hold float
+activations (GMM's file: 450 KB -> 1.8 MB of activation memory, 0.55 -> 0.70 ms), so microcontrollers want
+``full``. docs/benchmarks.md has the measurements.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from framework.params import Param
+
+if TYPE_CHECKING:  # pragma: no cover
+    from framework.backbone import Backbone
+
+PRECISIONS = ("mixed", "full")
+INT8_PRECISION = Param("int8-precision", "select", "mixed",
+                       "What the int8 model file quantises (its input is int8 either way): mixed (the input "
+                       "normalisation and the backbone's first layers stay float: keeps the float model's accuracy "
+                       "on subtle defects, about 10 % slower on CPUs, more activation memory); full (every layer "
+                       "but the scorer int8: for microcontrollers without an FPU or with little RAM)",
+                       label="int8 precision", options=PRECISIONS,
+                       search=False)  # tune's low-power target fixes it to full; other runtimes do not use it
+
+NORMALIZE_MODULE = "normalize"  # the export graph's input scaling and normalisation
+BACKBONE_MODULE = "backbone"  # the export graph's backbone feature module
+
+
+def float_modules(precision: str, backbone: "Backbone") -> tuple[str, ...]:
+    """Module paths of the export graph the int8 file keeps in float at ``precision``."""
+    if precision == "full":
+        return ()
+    return (NORMALIZE_MODULE, *(f"{BACKBONE_MODULE}.{m}" for m in backbone.int8_float_modules))
