@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from framework.errors import VadblocksError
-from framework.int8 import INT8_PRECISION, float_modules
+from framework import int8
 from framework.portable.engines import EXPORT_FILES as FILES
 from framework.portable.engines import INPUT_NAME, OUTPUT_NAMES, SCALINGS, to_input_scaling
 from framework.portable.silence import quiet
@@ -196,9 +196,9 @@ def write_exports(model: AnomalyModel, out_dir: Path, formats: Sequence[str], ca
     sample_np = to_input_scaling(images[:1], scaling, c)
     sample = torch.from_numpy(sample_np)
     gh, gw = model.grid_shape
-    precision = model.config.training[INT8_PRECISION.attr]
+    precision = model.config.training[int8.INT8_PRECISION.attr]
     if int8_float_modules is None:
-        int8_float_modules = float_modules(precision, model.backbone)
+        int8_float_modules = int8.float_modules(precision, model.backbone)
     entries: dict[str, Any] = {}
     for fmt in formats:
         path = out_dir / FILES[fmt]
