@@ -6,7 +6,8 @@ file on average (marble -0.093). Keeping the input normalisation and the backbon
 (the backbone declares which: ``Backbone.int8_float_modules``), with the input still int8, brings that to
 -0.002 (worst -0.007) for about 10 % more LiteRT latency on this machine. Those layers then hold float
 activations (GMM's file: 450 KB -> 1.8 MB of activation memory, 0.55 -> 0.70 ms), so microcontrollers want
-``full``. docs/benchmarks.md has the measurements.
+``full``. EfficientNet-Lite0: -0.042 (worst -0.098) -> +0.001 (worst -0.005). docs/benchmarks.md has the
+measurements.
 """
 
 from __future__ import annotations
