@@ -89,3 +89,13 @@ def test_backbones_without_offline_weights_say_so(registry):
     listing = invoke("plugins").output
     assert "mobilenetv2-0.35" in listing and "[no offline weights: download or --weights]" in listing
     assert not registry.backbone("resnet18").cls.offline_weights
+
+
+def test_int8_float_modules_name_real_modules(registry):
+    """What each backbone keeps in float at --int8-precision mixed is a module of its feature module (any depth)."""
+    for name in registry.backbones:
+        backbone = registry.backbone(name).cls()
+        for levels in range(1, len(backbone.levels) + 1):
+            modules = dict(backbone.create_module(levels).named_modules())
+            missing = [m for m in backbone.int8_float_modules if m not in modules]
+            assert not missing, (name, levels, missing)
