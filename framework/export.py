@@ -153,7 +153,7 @@ def export_tflite_int8(graph: ExportGraph, calibration: np.ndarray, scaling: str
     unknown = [m for m in float_modules if m not in names]
     if unknown:
         raise VadblocksError(f"int8 float modules {unknown} are not modules of the exported graph; "
-                             f"choose paths such as {', '.join(list(n for n in names if n.count('.') == 2)[:3])}")
+                             f"choose paths such as {', '.join([n for n in names if n.count('.') == 2][:3])}")
     sample = torch.from_numpy(calibration[:1])
     with quiet():
         litert_torch = _require("litert_torch", "tflite-int8")

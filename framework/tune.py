@@ -125,8 +125,8 @@ class TuneOptions:
     progress: bool = True
 
 
-def resolve_target(opts: TuneOptions) -> tuple[str, Budget, str | None]:
-    """Runtime, budget and starting scorer: explicit options over the ``--target`` preset."""
+def resolve_target(opts: TuneOptions) -> tuple[str, Budget, Target | None]:
+    """Runtime and budget (explicit options over the ``--target`` preset), and the preset (None without one)."""
     if opts.runtime is not None and opts.runtime not in RUNTIMES:
         raise VadblocksError(f"--runtime: {opts.runtime!r} is not valid; expected one of {', '.join(RUNTIMES)}")
     if opts.accuracy not in ACCURACY_SOURCES:
@@ -144,7 +144,7 @@ def resolve_target(opts: TuneOptions) -> tuple[str, Budget, str | None]:
         if v is not None and not (math.isfinite(v) and v > 0):
             raise VadblocksError(f"--{k.replace('_', '-')}: {v!r} is not valid; expected a number above 0")
     runtime = opts.runtime or (preset.runtime if preset else "tflite")
-    return runtime, budget, preset.start_scorer if preset else None
+    return runtime, budget, preset
 
 
 def redact(url: str) -> str:
@@ -229,8 +229,8 @@ class Tuner:
             raise VadblocksError("vadblocks tune needs Optuna: pip install 'vadblocks[tune]'")
         self.opts, self.registry, self.log, self.data = opts, registry, log, data
         self.out = Path(out_directory)
-        self.runtime, self.budget, self.start_scorer = resolve_target(opts)
-        preset = TARGETS.get(opts.target or "none")
+        self.runtime, self.budget, preset = resolve_target(opts)
+        self.start_scorer = preset.start_scorer if preset else None
         fixed = {**(preset.fixed if preset else {}),
                  **known_values(opts.fixed, [p.name for p, _ in all_params(registry)])}
         if str(fixed.get("validation", "1")).lower() in ("0", "false", "no", "off"):
