@@ -121,7 +121,8 @@ def plugins(as_json: bool) -> None:
         for d in data[kind]:
             extra = ""
             if kind == "backbones":
-                extra = " [pretrained weights offline]" if d["offline_weights"] else " [no offline weights: download or --weights]"
+                extra = (" [pretrained weights offline]" if d["offline_weights"]
+                         else " [no offline weights: download or --weights]")
             click.echo(f"  {d['name']:<20} {d['distribution']} {d['version']}{extra}")
             click.echo(f"  {'':<20} {d['description']}")
     if data["failed"]:

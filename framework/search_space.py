@@ -121,13 +121,14 @@ class SearchSpace:
         size = self.sizes[0] if len(self.sizes) == 1 else trial.suggest_categorical(IMAGE_SIZE, self.sizes)
         return values, int(size)
 
-    def start(self, scorer: str | None = None) -> dict[str, Any]:
-        """Parameters of the first trial: every searched parameter at its default (``scorer`` if given and
-        searched), at the largest image size up to 96, or the smallest size."""
+    def start(self, scorer: str | None = None, backbone: str | None = None) -> dict[str, Any]:
+        """Parameters of the first trial: every searched parameter at its default (``scorer`` and ``backbone``
+        if given and searched), at the largest image size up to 96, or the smallest size."""
         default = self.params[SCORER_PARAM].default
         scorer = scorer if scorer in self.scorers else default if default in self.scorers else self.scorers[0]
-        backbone = self.params[BACKBONE_PARAM].default
-        backbone = backbone if backbone in self.backbones else self.backbones[0]
+        default = self.params[BACKBONE_PARAM].default
+        backbone = backbone if backbone in self.backbones else default if default in self.backbones \
+            else self.backbones[0]
         out: dict[str, Any] = {}
         if len(self.scorers) > 1:
             out[SCORER_PARAM] = scorer
@@ -140,6 +141,16 @@ class SearchSpace:
         if len(self.sizes) > 1:
             out[IMAGE_SIZE] = max([s for s in self.sizes if s <= 96] or [min(self.sizes)])
         return out
+
+    def starts(self, scorer: str | None = None) -> list[dict[str, Any]]:
+        """The first trials: :meth:`start`, then every other searched scorer at its defaults on the same
+        backbone, then ``start``'s scorer at its defaults on every other searched backbone. Each plugin's
+        declared defaults are its author's best guess, so the sampler sees every family at its best guess
+        before it models the objectives."""
+        first = self.start(scorer)
+        chosen, backbone = first.get(SCORER_PARAM, self.scorers[0]), first.get(BACKBONE_PARAM, self.backbones[0])
+        return ([first] + [self.start(s, backbone) for s in self.scorers if s != chosen]
+                + [self.start(chosen, b) for b in self.backbones if b != backbone])
 
     def describe(self) -> list[str]:
         """One line per searched dimension (what `tune` prints at start)."""

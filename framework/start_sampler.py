@@ -1,8 +1,8 @@
-"""A sampler whose trial 0 is a given configuration (tune's starting point); it delegates every other trial.
+"""A sampler whose first trials are given configurations (tune's starting points); it delegates the others.
 
-Optuna's ``enqueue_trial`` would do this, but on SQLite two workers can both take the one waiting trial
+Optuna's ``enqueue_trial`` would do this, but on SQLite two workers can both take one waiting trial
 (``SELECT ... FOR UPDATE`` is a no-op there), so both run it and the second cannot report it. Trial numbers
-are unique in every storage, so fixing trial 0 by its number cannot run twice. Imported only by tune (it
+are unique in every storage, so fixing trial ``n`` by its number cannot run twice. Imported only by tune (it
 needs the optional ``optuna``).
 """
 
@@ -16,26 +16,31 @@ from optuna.trial import FrozenTrial
 
 
 class StartFirstSampler(optuna.samplers.BaseSampler):
-    """Trial 0 takes ``start``'s values (a parameter ``start`` lacks is sampled); later trials come from ``inner``."""
+    """Trial ``n`` takes ``starts[n]``'s values while there are (a parameter it lacks is sampled); later
+    trials come from ``inner``."""
 
-    def __init__(self, inner: optuna.samplers.BaseSampler, start: dict[str, Any]) -> None:
+    def __init__(self, inner: optuna.samplers.BaseSampler, starts: list[dict[str, Any]]) -> None:
         self.inner = inner
-        self.start = dict(start)
+        self.starts = [dict(s) for s in starts]
+
+    def _start(self, trial: FrozenTrial) -> dict[str, Any] | None:
+        return self.starts[trial.number] if trial.number < len(self.starts) else None
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        """Trial 0 has no relative (joint) space: each of its values is taken one by one."""
-        return {} if trial.number == 0 else self.inner.infer_relative_search_space(study, trial)
+        """A starting trial has no relative (joint) space: each of its values is taken one by one."""
+        return {} if self._start(trial) is not None else self.inner.infer_relative_search_space(study, trial)
 
     def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
                         search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
-        """The inner sampler's joint values (none for trial 0)."""
-        return {} if trial.number == 0 else self.inner.sample_relative(study, trial, search_space)
+        """The inner sampler's joint values (none for a starting trial)."""
+        return {} if self._start(trial) is not None else self.inner.sample_relative(study, trial, search_space)
 
     def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:
-        """The start value for trial 0, else the inner sampler's."""
-        if trial.number == 0 and param_name in self.start:
-            return self.start[param_name]
+        """The start value for a starting trial, else the inner sampler's."""
+        start = self._start(trial)
+        if start is not None and param_name in start:
+            return start[param_name]
         return self.inner.sample_independent(study, trial, param_name, param_distribution)
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:

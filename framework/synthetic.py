@@ -10,8 +10,12 @@ seeded generator, and every defect comes with its pixel mask:
 - ``line``: a thin straight or bent line lighter or darker than the surroundings (a scratch or a hair);
 - ``smear``: an ellipse blurred and shifted in brightness (a smudge, a dent, a drop of liquid).
 
-Sizes are 4-15 % of the image width. The generator depends on numpy and Pillow only, and the same
-``seed`` gives the same images.
+Each kind comes at three scales, cycled too (``SCALES``): full size (4-15 % of the image width, contrast 1-3
+standard deviations of the image), and about 60 % and 40 % of that size with 70 % and 50 % of that contrast.
+Real defects are often smaller and fainter than the full-size ones, which a pooled, coarse model
+catches as easily as a fine one; the smaller ones keep the estimate from saturating and reward the
+detail a model keeps. The generator depends on numpy and Pillow only, and the same ``seed`` gives the
+same images.
 """
 
 from __future__ import annotations
@@ -22,12 +26,14 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 KINDS = ("cut-paste", "noise-blend", "line", "smear")
+SCALES = ((1.0, 1.0), (0.6, 0.7), (0.4, 0.5))  # (size, contrast) factors, each kind at each in turn
 
 
 def make_anomalies(images: np.ndarray, donors: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """One synthetic defect on each of ``images`` (N, H, W, 3) 0..1; ``donors`` are normal images to cut from.
 
-    Returns the defective images (float32), their boolean masks (N, H, W) and the kind of each defect.
+    Image ``i`` gets kind ``KINDS[i % 4]`` at scale ``SCALES[(i // 4) % 3]``. Returns the defective images
+    (float32), their boolean masks (N, H, W) and the kind of each defect.
     """
     if images.ndim != 4 or images.shape[-1] != 3 or not len(images):
         raise ValueError(f"images must be a non-empty (N, H, W, 3) array, got shape {images.shape}")
@@ -37,16 +43,20 @@ def make_anomalies(images: np.ndarray, donors: np.ndarray, seed: int = 0) -> tup
     kinds = []
     for i, img in enumerate(images):
         kind = KINDS[i % len(KINDS)]
+        size, strength = SCALES[(i // len(KINDS)) % len(SCALES)]
         donor = donors[int(rng.integers(len(donors)))]
-        out[i], masks[i] = _defect(np.asarray(img, np.float32), kind, rng, donor)
+        out[i], masks[i] = _defect(np.asarray(img, np.float32), kind, rng, donor, size, strength)
         kinds.append(kind)
     return out, masks, kinds
 
 
-def _defect(img: np.ndarray, kind: str, rng: np.random.Generator, donor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _defect(img: np.ndarray, kind: str, rng: np.random.Generator, donor: np.ndarray, size: float = 1.0,
+            strength: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """One defect of ``kind``; ``size`` scales its extent, ``strength`` its contrast (a cut-paste piece is
+    blended in at ``strength`` below 1)."""
     h, w, _ = img.shape
-    side = min(h, w)
-    std = float(img.reshape(-1, 3).std(0).mean()) + 0.02
+    side = min(h, w) * size
+    std = (float(img.reshape(-1, 3).std(0).mean()) + 0.02) * strength
     if kind == "cut-paste":
         ph, pw = (max(3, int(rng.uniform(0.06, 0.15) * side)) for _ in range(2))
         y0, x0 = int(rng.integers(0, donor.shape[0] - ph + 1)), int(rng.integers(0, donor.shape[1] - pw + 1))
@@ -54,7 +64,8 @@ def _defect(img: np.ndarray, kind: str, rng: np.random.Generator, donor: np.ndar
         ph, pw = piece.shape[:2]
         y1, x1 = int(rng.integers(0, h - ph + 1)), int(rng.integers(0, w - pw + 1))
         out = img.copy()
-        out[y1:y1 + ph, x1:x1 + pw] = piece
+        region = out[y1:y1 + ph, x1:x1 + pw]
+        out[y1:y1 + ph, x1:x1 + pw] = piece if strength >= 1 else region + strength * (piece - region)
         mask = np.zeros((h, w), bool)
         mask[y1:y1 + ph, x1:x1 + pw] = True
         return out, mask

@@ -295,7 +295,7 @@ class Tuner:
         entropy = [self.opts.seed, done] + ([os.getpid()] if self.opts.storage else [])
         seed = int(np.random.SeedSequence(entropy).generate_state(1)[0])
         tpe = optuna.samplers.TPESampler(seed=seed, n_startup_trials=STARTUP_TRIALS, multivariate=True, group=True)
-        return StartFirstSampler(tpe, self.space.start(self.start_scorer))
+        return StartFirstSampler(tpe, self.space.starts(self.start_scorer))
 
     def run(self) -> dict[str, Any]:
         """Run this worker's share of the study, then write the outputs; returns the ``--json`` object."""

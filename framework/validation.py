@@ -19,7 +19,7 @@ import numpy as np
 from framework.data import Split
 from framework.metrics import evaluate
 from framework.params import Param
-from framework.synthetic import KINDS, make_anomalies
+from framework.synthetic import KINDS, SCALES, make_anomalies
 
 VALIDATION = Param("validation", "boolean", True,
                    "Estimate image AUROC, pixel AUROC, F1 and false positive rate at train time on held-out "
@@ -94,12 +94,13 @@ def summary(result: dict[str, Any], threshold: float, policy: str, seconds: floa
                 "heldOutNormal": int(len(normal)), "syntheticAnomalies": int(len(anomalies)),
                 "trainedOn": result["n_kept"], "holdoutFraction": HOLDOUT_FRACTION, "folds": result["folds"],
                 "seed": SEED, "defectKinds": sorted(set(result["kinds"]), key=KINDS.index),
+                "defectScales": [list(s) for s in SCALES],
                 "inSampleThreshold": policy in ("fpr", "f1"),
                 "description": ("the training images in seeded random fifths, each held out in turn" if
                                 result["folds"] > 1 else "a seeded random fifth of the training images held out")
-                               + "; one synthetic anomaly (cut-paste, noise-blend, line, smear) made from each "
-                               "held-out image; scored by " + result["scorer"] + "; the final model is trained "
-                               "on all images",
+                               + "; one synthetic anomaly (cut-paste, noise-blend, line, smear, each at three sizes "
+                               "and contrasts) made from each held-out image; scored by " + result["scorer"]
+                               + "; the final model is trained on all images",
                 "seconds": round(seconds, 3)}}
 
 

@@ -72,7 +72,8 @@ def test_efficientnet_lite0_weights_classify_real_photos():
     fc = torch.nn.Linear(1280, 1000)
     fc.load_state_dict({"weight": state["_fc.weight"], "bias": state["_fc.bias"]})
     from blocks.backbones.efficientnet_lite import EfficientNetLite0
-    mean, std = torch.tensor(EfficientNetLite0.mean).view(1, 3, 1, 1), torch.tensor(EfficientNetLite0.std).view(1, 3, 1, 1)
+    mean = torch.tensor(EfficientNetLite0.mean).view(1, 3, 1, 1)
+    std = torch.tensor(EfficientNetLite0.std).view(1, 3, 1, 1)
     for image, classes in ((skimage.data.chelsea(), {281, 282, 285}), (skimage.data.coffee(), {967, 968})):
         x = torch.from_numpy(resize_images((np.asarray(image, np.float32) / 255)[None], 224)).permute(0, 3, 1, 2)
         for m in (body, bn):

@@ -226,4 +226,5 @@ def test_int8_precision_is_a_declared_parameter(small_data, tmp_path):
            "--int8-precision", "full", "--export", "tflite-int8", "--validation", "0")
     meta = json.loads((tmp_path / "m" / "anomaly_metadata.json").read_text())
     assert meta["parameters"]["int8-precision"] == "full"
-    assert meta["exports"]["tflite-int8"]["precision"] == "full" and meta["exports"]["tflite-int8"]["floatModules"] == []
+    int8 = meta["exports"]["tflite-int8"]
+    assert int8["precision"] == "full" and int8["floatModules"] == []

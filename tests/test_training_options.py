@@ -15,7 +15,7 @@ from framework.data import load_dataset
 from framework.errors import VadblocksError
 from framework.metrics import auroc, best_f1
 from framework.pipeline import AnomalyModel, train
-from framework.synthetic import KINDS, make_anomalies
+from framework.synthetic import KINDS, SCALES, make_anomalies
 from tests.conftest import invoke
 
 OPTIONS = {"augment": "flips", "threshold-policy": "fpr", "target-fpr": 0.1, "validation": False}
@@ -167,16 +167,21 @@ def test_exported_graph_of_an_augmented_model_matches_in_process(registry, datas
 
 
 def test_synthetic_anomalies_are_seeded_varied_and_masked(dataset):
-    images = dataset.train.images[:8]
-    a, masks, kinds = make_anomalies(images, dataset.train.images[8:16], seed=3)
-    b, masks_b, _ = make_anomalies(images, dataset.train.images[8:16], seed=3)
+    images = dataset.train.images[:12]
+    a, masks, kinds = make_anomalies(images, dataset.train.images[12:20], seed=3)
+    b, masks_b, _ = make_anomalies(images, dataset.train.images[12:20], seed=3)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(masks, masks_b)
-    assert kinds == list(KINDS) * 2 and a.dtype == np.float32 and a.shape == images.shape
+    assert kinds == list(KINDS) * 3 and a.dtype == np.float32 and a.shape == images.shape
     for img, orig, mask in zip(a, images, masks):
         changed = np.abs(img - orig).max(-1) > 1e-3
-        assert 0.002 < mask.mean() < 0.15  # a defect of a few percent of the image
+        assert 0.0005 < mask.mean() < 0.15  # a defect of a few percent of the image, or less
         assert changed[mask].mean() > 0.5 and changed[~mask].mean() < 0.05  # the mask is where it changed
+    # each kind at the three scales in turn: smaller defects, and fainter ones
+    area = masks.reshape(len(SCALES), len(KINDS), -1).mean((1, 2))
+    contrast = [np.abs(a[i] - images[i])[masks[i]].mean() for i in range(len(images))]
+    assert area[0] > area[1] > area[2]
+    assert np.mean(contrast[:4]) > np.mean(contrast[8:])
     assert not np.array_equal(make_anomalies(images, images, seed=4)[0], a)
 
 

@@ -155,6 +155,20 @@ def test_space_is_conditional_and_respects_fixed_values(registry):
     rect = SearchSpace(registry, {}, (96,), square=False)
     assert "rot90" not in rect._distribution(registry_param(registry, "augment")).choices
     assert rect.start()["scoring-function"] == "patchcore" and rect.start("gmm")["scoring-function"] == "gmm"
+    # the first trials: the start, the other scorer on its backbone, the start's scorer on the other backbone
+    starts = SearchSpace(registry, {}, (96,)).starts()
+    pairs = [(s["scoring-function"], s["backbone"]) for s in starts]
+    assert pairs[0] == ("patchcore", "mobilenetv2") and ("gmm", "mobilenetv2") in pairs
+    assert ("patchcore", "efficientnet-lite0") in pairs and len(pairs) == len(set(pairs))
+    assert sorted(pairs) == sorted({pairs[0]} | {(s, "mobilenetv2") for s in registry.scorers} | {
+        ("patchcore", b) for b in SearchSpace(registry, {}, (96,)).backbones})
+    for start in starts:  # every value at its declared default
+        assert all(registry_param(registry, k).default == v for k, v in start.items()
+                   if k not in ("scoring-function", "backbone"))
+    low = SearchSpace(registry, {}, (96,)).starts("gmm")
+    assert (low[0]["scoring-function"], low[0]["backbone"]) == ("gmm", "mobilenetv2")
+    assert [s["scoring-function"] for s in SearchSpace(registry, {"backbone": "mobilenetv2"}, (96,)).starts()] == [
+        "patchcore", *[n for n in registry.scorers if n != "patchcore"]]
 
 
 def registry_param(registry, name):
@@ -230,10 +244,11 @@ def test_tune_writes_outputs_and_resumes(small_data, tmp_path):
     assert best["image_auroc"] == max(t["image_auroc"] for t in first["trials"])
     assert best["latency_ms"] > 0 and best["model_kb"] > 0 and best["ram_kb"] > 0
     assert best["parameters"]["scoring-function"] in ("patchcore", "gmm")
-    # the first trial is the default configuration
-    first_trial = next(t for t in first["trials"] if t["number"] == 0)
-    assert first_trial["parameters"]["scoring-function"] == "patchcore"
-    assert first_trial["parameters"]["num-layers"] == 1 and first_trial["parameters"]["augment"] == "flips"
+    # the first trial is the default configuration, the second GMM at its defaults (the backbone is fixed)
+    first_trial, second = (next(t for t in first["trials"] if t["number"] == n)["parameters"] for n in (0, 1))
+    assert first_trial["scoring-function"] == "patchcore"
+    assert first_trial["num-layers"] == 1 and first_trial["augment"] == "flips"
+    assert second["scoring-function"] == "gmm" and second["capacity"] == "medium" and second["augment"] == "flips"
     assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     board = json.loads((out / "leaderboard.json").read_text())
     assert {t["number"] for t in board["trials"]} == {0, 1, 2} and board["pareto"]
@@ -407,7 +422,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 url, start_at = sys.argv[1], float(sys.argv[2])
 while time.time() < start_at:  # every worker begins at the same instant
     time.sleep(0.001)
-sampler = StartFirstSampler(optuna.samplers.TPESampler(n_startup_trials=2), {"x": 0.5, "kind": "b"})
+sampler = StartFirstSampler(optuna.samplers.TPESampler(n_startup_trials=2), [{"x": 0.5, "kind": "b"}, {"x": 0.25}])
 study = optuna.create_study(storage=url, study_name="race", load_if_exists=True, sampler=sampler)
 study.optimize(lambda t: t.suggest_float("x", 0, 1) + len(t.suggest_categorical("kind", ["a", "b", "cc"])),
                n_trials=3)
@@ -415,8 +430,9 @@ study.optimize(lambda t: t.suggest_float("x", 0, 1) + len(t.suggest_categorical(
 
 
 def test_start_trial_runs_once_when_workers_race(tmp_path):
-    """Trial 0 is the start configuration, run by exactly one of several workers that open one SQLite study at
-    the same instant (Optuna's enqueue_trial let two of them run it; the second then failed to report it)."""
+    """Trials 0 and 1 are the starting configurations, each run by exactly one of several workers that open one
+    SQLite study at the same instant (Optuna's enqueue_trial let two of them run one; the second then failed to
+    report it)."""
     import optuna
 
     url = f"sqlite:///{tmp_path / 'race.db'}"
@@ -430,8 +446,9 @@ def test_start_trial_runs_once_when_workers_race(tmp_path):
     trials = optuna.load_study(study_name="race", storage=url).trials
     assert sorted(t.number for t in trials) == list(range(12))
     assert all(t.state.name == "COMPLETE" for t in trials)
-    assert trials[0].params == {"x": 0.5, "kind": "b"}
+    assert trials[0].params == {"x": 0.5, "kind": "b"} and trials[1].params["x"] == 0.25
     assert sum(t.params == {"x": 0.5, "kind": "b"} for t in trials) == 1
+    assert sum(t.params["x"] == 0.25 for t in trials) == 1  # a start lacking a parameter: that one is sampled
 
 
 def test_low_power_target_quantises_every_layer(small_data, registry, tmp_path):
