@@ -64,7 +64,7 @@ def main() -> None:
         t = evaluate(*best.predict(test.images), test, best.threshold)
         b = result["best"]
         config = " ".join(f"{k}={v}" for k, v in b["parameters"].items()
-                          if k not in ("threshold-policy", "target-fpr", "validation"))
+                          if k not in ("threshold-policy", "target-fpr", "validation", "int8-precision"))
         done = [x for x in result["trials"] if x["state"] == "COMPLETE" and x["fits"]]
         corr = float(spearmanr([x["image_auroc"] for x in done], [x["test_image_auroc"] for x in done])[0])
         oracle = max(x["test_image_auroc"] for x in done)
