@@ -124,11 +124,8 @@ class SearchSpace:
     def start(self, scorer: str | None = None, backbone: str | None = None) -> dict[str, Any]:
         """Parameters of the first trial: every searched parameter at its default (``scorer`` and ``backbone``
         if given and searched), at the largest image size up to 96, or the smallest size."""
-        default = self.params[SCORER_PARAM].default
-        scorer = scorer if scorer in self.scorers else default if default in self.scorers else self.scorers[0]
-        default = self.params[BACKBONE_PARAM].default
-        backbone = backbone if backbone in self.backbones else default if default in self.backbones \
-            else self.backbones[0]
+        scorer = self._searched(scorer, SCORER_PARAM, self.scorers)
+        backbone = self._searched(backbone, BACKBONE_PARAM, self.backbones)
         out: dict[str, Any] = {}
         if len(self.scorers) > 1:
             out[SCORER_PARAM] = scorer
@@ -147,10 +144,15 @@ class SearchSpace:
         backbone, then ``start``'s scorer at its defaults on every other searched backbone. Each plugin's
         declared defaults are its author's best guess, so the sampler sees every family at its best guess
         before it models the objectives."""
-        first = self.start(scorer)
-        chosen, backbone = first.get(SCORER_PARAM, self.scorers[0]), first.get(BACKBONE_PARAM, self.backbones[0])
-        return ([first] + [self.start(s, backbone) for s in self.scorers if s != chosen]
+        chosen = self._searched(scorer, SCORER_PARAM, self.scorers)
+        backbone = self._searched(None, BACKBONE_PARAM, self.backbones)
+        return ([self.start(chosen, backbone)] + [self.start(s, backbone) for s in self.scorers if s != chosen]
                 + [self.start(chosen, b) for b in self.backbones if b != backbone])
+
+    def _searched(self, name: str | None, param: str, choices: tuple[str, ...]) -> str:
+        """``name`` if it is searched, else ``param``'s default if that is, else the first choice."""
+        default = self.params[param].default
+        return name if name in choices else default if default in choices else choices[0]
 
     def describe(self) -> list[str]:
         """One line per searched dimension (what `tune` prints at start)."""
