@@ -211,7 +211,7 @@ def train(dataset: Dataset, config: BlockConfig | None = None, *, registry: Regi
     held = None
     if opts["validation"]:
         held = validation.validate(scorer, dataset.train.images, model.features,
-                                   lambda ids: concat_batches(stream.subset(ids, copies=False)),
+                                   stream.subset,
                                    lambda kept: _refit(registry, config, stream, kept))
     t3 = time.perf_counter()
     policy = opts["threshold_policy"]

@@ -59,12 +59,14 @@ class Scorer:
         """
         return self.fit(concat_batches(batches))
 
-    def holdout(self, held: np.ndarray) -> "Scorer | None":
+    def holdout(self, held: np.ndarray, kept: Iterable[Features] = ()) -> "Scorer | None":
         """A copy of this fitted scorer that has not learned from the training images ``held`` (indices).
 
-        Validation scores held-out images with it. The default returns None, and the framework fits
-        a fresh scorer on the other images instead; scorers that can forget images cheaply
-        (PatchCore drops their memory-bank entries) override it.
+        Validation scores held-out images with it. ``kept`` streams the feature batches of the other
+        training images (originals, extracted on demand: a scorer that does not iterate it pays nothing).
+        The default returns None, and the framework fits a fresh scorer on the other images instead;
+        scorers that can forget images cheaply override it (PatchCore replaces their memory-bank entries
+        by the nearest patches of the kept images).
         """
         return None
 

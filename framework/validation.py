@@ -19,6 +19,7 @@ import numpy as np
 from framework.data import Split
 from framework.metrics import evaluate
 from framework.params import Param
+from framework.scorer import concat_batches
 from framework.synthetic import KINDS, SCALES, make_anomalies
 
 VALIDATION = Param("validation", "boolean", True,
@@ -47,27 +48,28 @@ def holdout_split(n: int, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
 
 
 def validate(scorer: Any, images: np.ndarray, features_of: Callable[[np.ndarray], list],
-             training_features: Callable[[np.ndarray], list], refit: Callable[[np.ndarray], Any],
+             training_batches: Callable[[np.ndarray, bool], Iterable[list]], refit: Callable[[np.ndarray], Any],
              seed: int = SEED) -> dict[str, Any] | None:
     """Scores of held-out normal images and of their synthetic anomalies, or None below ``MIN_IMAGES``.
 
-    ``features_of(images)`` extracts feature maps of new images; ``training_features(ids)`` gives those
-    of training images ``ids`` (already extracted for the fit); ``refit(kept)`` fits a fresh scorer on
-    the kept training images (used when ``scorer.holdout`` returns None).
+    ``features_of(images)`` extracts feature maps of new images; ``training_batches(ids, copies)`` streams
+    those of training images ``ids`` (with their augmented copies when ``copies``; already extracted for
+    the fit); ``refit(kept)`` fits a fresh scorer on the kept training images (used when
+    ``scorer.holdout`` returns None).
     """
     n = len(images)
     if n < MIN_IMAGES:
         return None
     normal_grids, normal_scores, anomaly_grids, anomaly_scores, masks, kinds = [], [], [], [], [], []
-    copy, n_kept = "the fitted scorer without the held-out images' memory", 0
+    copy, n_kept = "the fitted scorer made to forget the held-out images (Scorer.holdout)", 0
     for fold, (kept, held) in enumerate(fold_splits(n, seed)):
-        val_scorer = scorer.holdout(held)
+        val_scorer = scorer.holdout(held, training_batches(kept, True))
         if val_scorer is None:
             if fold:  # a refit costs a whole fit: scorers that cannot forget images are validated on one fold
                 break
             val_scorer, copy = refit(kept), "a scorer refitted on the other training images"
         n_kept = len(kept)
-        g, sc = val_scorer.predict(training_features(held))
+        g, sc = val_scorer.predict(concat_batches(training_batches(held, False)))
         normal_grids.append(g)
         normal_scores.append(sc)
         defective, m, k = make_anomalies(images[held], images[kept], seed + fold)

@@ -71,6 +71,32 @@ def test_state_round_trip_without_pickle(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def test_holdout_keeps_covered_what_the_kept_images_share(monkeypatch):
+    """A coreset entry stands for every patch near it: holding out its owner must not uncover the patch the
+    other images share (here one cell identical in all images), but must uncover what only the held-out
+    image has (one unique cell)."""
+    train = features(10, levels=1)
+    train[0][:, :, 0, 0] = 5.0  # every image: the same corner feature, kept once by the coreset
+    train[0][3, :, 6, 6] = -9.0  # image 3 alone: a feature far from everything
+    pc = PatchCore(num_layers=1, pool_size=1, sampling_ratio=0.2).fit(train)
+    corner = pc.bank.eq(5.0).all(1)
+    assert int(corner.sum()) == 1
+    owner = int(pc._bank_images[corner][0])
+    held = np.array([owner])
+    kept = np.setdiff1d(np.arange(10), held)
+    kept_batches = [[train[0][kept[:4]]], [train[0][kept[4:]]]]  # streamed in batches
+    forgot = pc.holdout(held, kept_batches)
+    grid = forgot.predict([train[0][held]])[0][0]
+    assert grid[0, 0] == pytest.approx(0.0, abs=1e-3)  # still covered by a kept image's identical patch
+    assert not torch.isin(forgot._bank_images, torch.as_tensor(held)).any()
+    dropped = pc.holdout(held)  # without the kept stream the shared patch is uncovered
+    assert dropped.predict([train[0][held]])[0][0][0, 0] > 10
+    unique = pc.holdout(np.array([3]), [[train[0][np.setdiff1d(np.arange(10), [3])]]])
+    assert unique.predict([train[0][[3]]])[0][0][6, 6] > 10  # what only the held-out image had is gone
+    monkeypatch.setattr(patchcore, "HOLDOUT_PATCHES", 0)  # nothing searched: no substitute, the entries dropped
+    assert pc.holdout(held, kept_batches).bank.shape[0] == pc.bank.shape[0] - int((pc._bank_images == owner).sum())
+
+
 def test_leave_one_out_training_scores_exceed_self_scores():
     train = features(8)
     pc = PatchCore(sampling_ratio=0.5).fit(train)

@@ -209,19 +209,26 @@ def test_validation_section_and_labelled_figures(small_data, tmp_path):
 
 
 def test_validation_figures_are_what_the_held_out_images_give(registry, dataset):
-    """Recompute the estimate by hand: for each fold, the bank without the held-out images scores them and
-    their synthetic anomalies; every training image is held out exactly once."""
+    """Recompute the estimate by hand: for each fold, the bank with the held-out images' entries replaced by
+    the nearest patches of the kept images (and their augmented copies) scores them and their synthetic
+    anomalies; every training image is held out exactly once."""
+    from framework import augment
+
     config = resolve(registry, {"sampling-ratio": 0.3})
     model = train(dataset, config, progress=False)
     images = dataset.train.images
+    flips = augment.transforms(config.training["augment"])
+    assert flips  # the default augments: the kept stream holds the copies the bank was fitted on
     splits = validation.fold_splits(len(images))
     assert len(splits) == 5 and sorted(np.concatenate([h for _, h in splits])) == list(range(len(images)))
     kept, held = validation.holdout_split(len(images))
     assert len(held) == 8 and not set(kept) & set(held) and list(held) == list(splits[0][1])
     normal, anomalous = [], []
     for fold, (kept, held) in enumerate(splits):
-        forgot = model.scorer.holdout(held)
+        kept_batches = [model.features(x) for x in [images[kept]] + [fn(images[kept]) for fn in flips]]
+        forgot = model.scorer.holdout(held, kept_batches)
         assert not torch.isin(forgot._bank_images, torch.as_tensor(held)).any()
+        assert (forgot._bank_images == -1).any()  # substitutes
         normal.append(forgot.predict(model.features(images[held]))[1])
         bad, _, _ = make_anomalies(images[held], images[kept], validation.SEED + fold)
         anomalous.append(forgot.predict(model.features(bad))[1])

@@ -5,6 +5,8 @@ Imported on use by :mod:`blocks.scorers.patchcore`, whose declarations load with
 
 from __future__ import annotations
 
+from typing import Iterable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -141,6 +143,32 @@ class PatchCoreModule(nn.Module):
         d_sup = (x_star[:, None, :] - sup).pow(2).sum(-1).sqrt()
         weight = 1.0 - torch.softmax(d_sup, dim=-1)[:, 0]
         return grid, weight * top
+
+
+def nearest_patches(entries: torch.Tensor, patches: Iterable[torch.Tensor],
+                    limit: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each row of ``entries`` (M, C): the nearest row among the ``(P, C)`` blocks that ``patches``
+    streams (the first ``limit`` rows are searched) and its squared distance (inf where none was streamed)."""
+    best = torch.full((entries.shape[0],), float("inf"))
+    out = entries.clone()
+    sq = (entries * entries).sum(1, keepdim=True)
+    seen = 0
+    with torch.inference_mode():
+        for x in patches:
+            x = x[:max(0, limit - seen)]
+            seen += x.shape[0]
+            if not x.shape[0]:
+                break
+            x_t = x.t().contiguous()
+            xsq = (x * x).sum(1)
+            rows = max(1, BLOCK_ELEMENTS // x.shape[0])
+            for i in range(0, entries.shape[0], rows):
+                d = torch.addmm(sq[i:i + rows] + xsq, entries[i:i + rows], x_t, alpha=-2.0)
+                v, j = d.min(1)
+                closer = v < best[i:i + rows]
+                best[i:i + rows] = torch.where(closer, v, best[i:i + rows])
+                out[i:i + rows][closer] = x[j[closer]]
+    return out, best
 
 
 def bank_neighbours(bank: torch.Tensor, k: int) -> torch.Tensor:
