@@ -217,7 +217,7 @@ def train(dataset: Dataset, config: BlockConfig | None = None, *, registry: Regi
     policy = opts["threshold_policy"]
     if policy == "f1" and held is None:  # validation off, or too few images to hold any out
         policy = "max"
-    model.threshold, how = thresholds.suggest(policy, opts["target_fpr"], train_scores, held)
+    model.threshold, how = thresholds.suggest(policy, opts["target_fpr"], train_scores, held and held["strict"])
     if policy != opts["threshold_policy"]:
         how += (" (the f1 policy needs validation, which is " + ("turned off" if not opts["validation"] else
                 f"skipped below {validation.MIN_IMAGES} training images") + ")")
