@@ -63,10 +63,11 @@ class Scorer:
         """A copy of this fitted scorer that has not learned from the training images ``held`` (indices).
 
         Validation scores held-out images with it. ``kept`` streams the feature batches of the other
-        training images (originals, extracted on demand: a scorer that does not iterate it pays nothing).
-        The default returns None, and the framework fits a fresh scorer on the other images instead;
-        scorers that can forget images cheaply override it (PatchCore replaces their memory-bank entries
-        by the nearest patches of the kept images).
+        training images and their augmented copies (extracted on demand: a scorer that does not iterate it
+        pays nothing); validation also calls it without ``kept`` for the conservative scores the threshold
+        policies use. The default returns None, and the framework fits a fresh scorer on the other images
+        instead; scorers that can forget images cheaply override it (PatchCore replaces their memory-bank
+        entries by the nearest patches of the kept images, or drops them without ``kept``).
         """
         return None
 
