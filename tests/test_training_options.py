@@ -266,3 +266,26 @@ def test_gmm_validates_through_a_refit(registry, dataset):
     v = model.metadata["validation"]
     assert "refitted" in v["method"]["description"] and math.isfinite(model.threshold)
     assert v["counts"]["tp"] + v["counts"]["fn"] == 8
+
+
+def test_pixel_auroc_estimate_uses_a_bounded_seeded_subset(monkeypatch):
+    """With many training images the pixel AUROC estimate comes from a seeded subset of the held-out images
+    (10,000 training images would sort 184 M pixels); image-level figures still use every image."""
+    rng = np.random.default_rng(0)
+    n = 30
+    masks = np.zeros((n, 8, 8), bool)
+    masks[:, 2:5, 2:5] = True
+    grids = rng.random((2 * n, 4, 4)).astype(np.float32)
+    grids[n:, 1:3, 1:3] += 1.0  # the defective cells score higher
+    scores = grids.reshape(2 * n, -1).max(1)
+    result = {"normal_scores": scores[:n], "anomaly_scores": scores[n:], "grids": grids, "masks": masks,
+              "kinds": ["line"] * n, "n_kept": 100, "folds": 5, "scorer": "test",
+              "strict": {"normal_scores": scores[:n], "anomaly_scores": scores[n:]}}
+    full = validation.summary(result, 1.2, "f1", 0.0)
+    assert full["method"]["pixelAurocImages"] == 2 * n
+    monkeypatch.setattr(validation, "PIXEL_IMAGES", 20)
+    part, again = (validation.summary(result, 1.2, "f1", 0.0) for _ in range(2))
+    assert part["method"]["pixelAurocImages"] == 20
+    assert part["pixel_auroc"] == again["pixel_auroc"] and 0.5 < part["pixel_auroc"] <= 1.0
+    assert part["pixel_auroc"] != full["pixel_auroc"]
+    assert part["image_auroc"] == full["image_auroc"] and part["counts"] == full["counts"]
