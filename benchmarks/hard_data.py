@@ -98,8 +98,9 @@ def sheet(material: str, seed: int = 0) -> np.ndarray:
     raise ValueError(f"unknown material {material!r}; choose from {', '.join(MATERIALS)}")
 
 
-def crop(sheet_img: np.ndarray, rng: np.random.Generator, size: int, train: bool) -> np.ndarray:
-    """A jittered crop (scale, rotation, brightness) from the training or the test region."""
+def crop(sheet_img: np.ndarray, rng: np.random.Generator, size: int, train: bool, sheet_size: int = 0) -> np.ndarray:
+    """A jittered crop (scale, rotation, brightness) from the training or the test region of a square sheet."""
+    SHEET = sheet_size or sheet_img.shape[0]  # noqa: N806 - the sheet's side
     scale = rng.uniform(0.9, 1.1)
     side = int(round(CROP * scale * 1.5))  # room for the rotation
     blocks = [(i, j) for i in range(BLOCKS) for j in range(BLOCKS) if (i + j) % 2 == (0 if train else 1)]
@@ -198,8 +199,12 @@ def bench_setup(doc: str, defaults: dict[str, str] | None = None,
     ``extra`` adds), one torch thread, and the registry and configuration (``defaults`` overridden by
     --param) they measure."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="bench/hard")
-    ap.add_argument("--materials", default=",".join(MATERIALS))
+    ap.add_argument("--data", default="bench/hard", help="where the dev family lives (written when missing)")
+    ap.add_argument("--families-data", default="bench/families",
+                    help="where the texture families live, one folder each (written when missing)")
+    ap.add_argument("--family", default="dev", help="comma-separated families: dev (this file's), "
+                    "ufoai, openarena, nexuiz (benchmarks/texture_data.py; nexuiz confirms only), or 'all'")
+    ap.add_argument("--materials", default=None, help="comma-separated materials (default: every one)")
     ap.add_argument("--param", action="append", default=[], help="NAME=VALUE, as on `vadblocks train`")
     ap.add_argument("--json", default=None)
     if extra is not None:
@@ -217,16 +222,42 @@ def bench_setup(doc: str, defaults: dict[str, str] | None = None,
     return args, registry, config
 
 
+FAMILIES = ("dev", "ufoai", "openarena", "nexuiz")
+
+
+def family_materials(family: str) -> tuple[str, ...]:
+    """The materials of ``family`` (dev: this file's; the others: benchmarks/texture_data.py)."""
+    if family == "dev":
+        return MATERIALS
+    from texture_data import FAMILIES as TEXTURES
+
+    if family not in TEXTURES:
+        raise SystemExit(f"unknown family {family!r}; choose from {', '.join(FAMILIES)} or all")
+    return tuple(TEXTURES[family][2])
+
+
 def materials(args: argparse.Namespace) -> Iterator[tuple[str, Any, Any]]:
-    """(material, Edge Impulse dataset for training, folder-layout test split with masks) of each chosen
-    material, writing the ones --data lacks first."""
+    """(name, Edge Impulse dataset for training, folder-layout test split with masks) of each chosen
+    material of each chosen family (named ``family/material`` outside the dev family), writing the ones
+    missing on disk first."""
     from framework.data import load_dataset
 
-    root = Path(args.data)
-    for m in args.materials.split(","):
-        if not (root / f"{m}-ei" / "X_split_train.npy").exists():
-            write_material(root, m)
-        yield m, load_dataset(root / f"{m}-ei"), load_dataset(root / m).test
+    families = FAMILIES if args.family == "all" else tuple(args.family.split(","))
+    wanted = None if not args.materials else set(args.materials.split(","))
+    for family in families:
+        root = Path(args.data) if family == "dev" else Path(args.families_data) / family
+        for m in family_materials(family):
+            name = m if family == "dev" else f"{family}/{m}"
+            if wanted is not None and m not in wanted and name not in wanted:
+                continue
+            if not (root / f"{m}-ei" / "X_split_train.npy").exists():
+                if family == "dev":
+                    write_material(root, m)
+                else:
+                    from texture_data import write_material as write_texture
+
+                    write_texture(root, family, m)
+            yield name, load_dataset(root / f"{m}-ei"), load_dataset(root / m).test
 
 
 def main(argv: list[str] | None = None) -> None:
