@@ -297,8 +297,9 @@ def test_cmd(model_directory: Path, data_directory: Path, info_file: Path | None
     click.echo(f"images: {result['n_images']}  threshold: {result['threshold']:.4f} ({which})")
     best = "" if result["best_f1"] is None else \
         f" (best F1 on this set: {result['best_f1']:.4f} at threshold {result['best_threshold']:.4f})"
-    click.echo(f"F1 at the {which} threshold: {fmt(result['f1'])}{best}  image AUROC: {fmt(result['image_auroc'])}  "
-               f"pixel AUROC: {fmt(result['pixel_auroc'])}")
+    click.echo(f"F1 at the {which} threshold: {fmt(result['f1'])}  false positive rate: {fmt(result['fpr'])}  "
+               f"recall: {fmt(result['recall'])}{best}")
+    click.echo(f"image AUROC: {fmt(result['image_auroc'])}  pixel AUROC: {fmt(result['pixel_auroc'])}")
     click.echo(f"tp {c['tp']}  fp {c['fp']}  tn {c['tn']}  fn {c['fn']}")
     for line in extra:
         click.echo(line)

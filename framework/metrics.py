@@ -69,8 +69,8 @@ def best_f1(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float] | Non
 
 
 def evaluate(grids: np.ndarray, scores: np.ndarray, split: Split, threshold: float) -> dict[str, Any]:
-    """Metrics of one test split: ``{"f1", "best_f1", "best_threshold", "image_auroc", "pixel_auroc",
-    "threshold", "counts", "n_images"}``.
+    """Metrics of one test split: ``{"f1", "fpr", "recall", "best_f1", "best_threshold", "image_auroc",
+    "pixel_auroc", "threshold", "counts", "n_images"}``.
 
     Positives are images labelled ``anomaly``; an image is predicted anomalous when its
     score exceeds ``threshold``. AUROCs are None when the split lacks one of the classes
@@ -98,6 +98,8 @@ def evaluate(grids: np.ndarray, scores: np.ndarray, split: Split, threshold: flo
     best = best_f1(y, scores)
     return {
         "f1": None if f1 is None else float(f1),
+        "fpr": fp / (fp + tn) if fp + tn else None,  # share of normal images flagged
+        "recall": tp / (tp + fn) if tp + fn else None,  # share of anomalies caught
         "best_f1": None if best is None else best[0],
         "best_threshold": None if best is None else best[1],
         "image_auroc": image_auroc,

@@ -76,8 +76,10 @@ def torch_equal(a, b) -> bool:
 def test_test_json_shape_and_values(small_data, model_dir):
     out = json.loads(invoke("test", "--model-directory", model_dir, "--data-directory",
                             small_data["folder"], "--json").output)
-    assert set(out) == {"f1", "best_f1", "best_threshold", "image_auroc", "pixel_auroc", "threshold", "counts",
-                        "n_images"}
+    assert set(out) == {"f1", "fpr", "recall", "best_f1", "best_threshold", "image_auroc", "pixel_auroc",
+                        "threshold", "counts", "n_images"}
+    c = out["counts"]
+    assert out["fpr"] == c["fp"] / (c["fp"] + c["tn"]) and out["recall"] == c["tp"] / (c["tp"] + c["fn"])
     assert out["n_images"] == 16 and sum(out["counts"].values()) == 16
     assert out["image_auroc"] > 0.9 and out["pixel_auroc"] > 0.9
     ei = json.loads(invoke("test", "--model-directory", model_dir, "--data-directory",
@@ -86,6 +88,7 @@ def test_test_json_shape_and_values(small_data, model_dir):
     low = json.loads(invoke("test", "--model-directory", model_dir, "--data-directory",
                             small_data["folder"], "--json", "--threshold", "0").output)
     assert low["threshold"] == 0 and low["counts"]["tp"] == 8 and low["counts"]["fp"] == 8
+    assert low["fpr"] == 1.0 and low["recall"] == 1.0
     assert low["best_f1"] == out["best_f1"] and out["best_f1"] >= out["f1"]
     at_best = json.loads(invoke("test", "--model-directory", model_dir, "--data-directory", small_data["folder"],
                                 "--json", "--threshold", repr(out["best_threshold"])).output)
