@@ -48,8 +48,9 @@ def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-def best_f1(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float] | None:
-    """The highest F1 over every threshold (anomalous when ``score > threshold``) and a threshold giving it.
+def best_f1(labels: np.ndarray, scores: np.ndarray, max_fpr: float = 1.0) -> tuple[float, float] | None:
+    """The highest F1 over every threshold (anomalous when ``score > threshold``) whose false positive rate
+    is at most ``max_fpr``, and a threshold giving it (F1 0 above every score when none qualifies).
 
     For comparison only: it is chosen on the labels it is measured on. None without anomalous samples.
     """
@@ -62,7 +63,13 @@ def best_f1(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float] | Non
     s, y = s[order], y[order]
     ends = np.flatnonzero(np.r_[s[1:] != s[:-1], True])  # the last index of each run of equal scores
     k = ends + 1  # flagging the top k images
-    f1 = 2 * np.cumsum(y)[ends] / (k + positives)  # 2tp / (2tp + fp + fn) with fp + tp = k, fn = P - tp
+    tp = np.cumsum(y)[ends]
+    f1 = 2 * tp / (k + positives)  # 2tp / (2tp + fp + fn) with fp + tp = k, fn = P - tp
+    negatives = len(y) - positives
+    if max_fpr < 1.0 and negatives:
+        f1 = np.where((k - tp) <= max_fpr * negatives, f1, -1.0)
+        if f1.max() <= 0:
+            return 0.0, float(s[0] + max(1e-6, abs(s[0]) * 1e-6))
     i = int(np.argmax(f1))
     below = s[ends[i] + 1] if ends[i] + 1 < len(s) else s[-1] - max(1e-6, abs(s[-1]) * 1e-6)
     return float(f1[i]), float((s[ends[i]] + below) / 2)

@@ -217,7 +217,7 @@ def train(dataset: Dataset, config: BlockConfig | None = None, *, registry: Regi
     policy = opts["threshold_policy"]
     if policy == "f1" and held is None:  # validation off, or too few images to hold any out
         policy = "max"
-    model.threshold, how = thresholds.suggest(policy, opts["target_fpr"], train_scores, held and held["strict"])
+    model.threshold, how = thresholds.suggest(policy, opts["target_fpr"], train_scores, held)
     if policy != opts["threshold_policy"]:
         how += (" (the f1 policy needs validation, which is " + ("turned off" if not opts["validation"] else
                 f"skipped below {validation.MIN_IMAGES} training images") + ")")
@@ -227,7 +227,7 @@ def train(dataset: Dataset, config: BlockConfig | None = None, *, registry: Regi
         "formatVersion": FORMAT_VERSION,
         "nominalThresholdScore": model.threshold,
         "thresholdPolicy": {"policy": opts["threshold_policy"], "how": how,
-                            **({"targetFpr": opts["target_fpr"]} if opts["threshold_policy"] == "fpr" else {})},
+                            **({"targetFpr": opts["target_fpr"]} if opts["threshold_policy"] != "max" else {})},
         "maxTrainingScore": float(np.max(train_scores)),  # Edge Impulse's suggested threshold
         "trainScoreRange": [float(np.min(train_scores)), float(np.max(train_scores))],
         "trainScores": score_sample(train_scores),

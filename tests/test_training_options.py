@@ -18,6 +18,11 @@ from framework.pipeline import AnomalyModel, train
 from framework.synthetic import KINDS, SCALES, make_anomalies
 from tests.conftest import invoke
 
+
+def metrics_f1(labels: np.ndarray, predicted: np.ndarray) -> float:
+    tp, fp, fn = (labels & predicted).sum(), (~labels & predicted).sum(), (labels & ~predicted).sum()
+    return float(2 * tp / (2 * tp + fp + fn))
+
 OPTIONS = {"augment": "flips", "threshold-policy": "fpr", "target-fpr": 0.1, "validation": False}
 
 
@@ -77,15 +82,57 @@ def test_conformal_threshold_keeps_its_false_positive_rate():
 
 def test_each_policy_gives_its_threshold(dataset):
     train_scores = np.array([1.0, 2.0, 3.0, 4.0])
-    held = {"normal_scores": np.linspace(1, 3, 19), "anomaly_scores": np.array([2.9, 5.0, 6.0])}
+    strict = {"normal_scores": np.linspace(1, 3, 19), "anomaly_scores": np.array([2.9, 5.0, 6.0])}
+    held = {"strict": strict, "grouped": None}
     assert thresholds.suggest("max", 0.05, train_scores, held)[0] == 4.0
     assert thresholds.suggest("fpr", 0.1, train_scores, held)[0] == pytest.approx(np.linspace(1, 3, 19)[17])
     assert thresholds.suggest("fpr", 0.25, train_scores, None)[0] == 4.0  # ceil(5 * 0.75) = 4th of 4
     labels = np.r_[np.zeros(19, bool), np.ones(3, bool)]
-    f1, thr = best_f1(labels, np.r_[held["normal_scores"], held["anomaly_scores"]])
-    assert thresholds.suggest("f1", 0.05, train_scores, held)[0] == thr
+    f1, thr = best_f1(labels, np.r_[strict["normal_scores"], strict["anomaly_scores"]])
+    assert thresholds.suggest("f1", 0.5, train_scores, held)[0] == thr  # above the false positive bound (2.0)
     with pytest.raises(VadblocksError, match="needs validation"):
         thresholds.suggest("f1", 0.05, train_scores, None)
+    # the groups of similar images, where given, set the false positive bound
+    grouped = {"normal_scores": np.linspace(1, 5, 19), "groups": 3}
+    bound = np.linspace(1, 5, 19)[17]
+    t, how = thresholds.suggest("fpr", 0.1, train_scores, {**held, "grouped": grouped})
+    assert t == pytest.approx(bound) and "3 groups of similar images" in how
+
+
+def test_f1_policy_never_flags_more_than_its_false_positive_bound():
+    """Synthetic anomalies that barely separate: the best F1 on a balanced set is to flag everything; the f1
+    policy keeps the threshold at the conformal bound of the held-out normal scores instead."""
+    rng = np.random.default_rng(1)
+    normal, anomalies = rng.normal(0, 1, 200), rng.normal(0.2, 1, 200)
+    held = {"strict": {"normal_scores": normal, "anomaly_scores": anomalies}, "grouped": None}
+    labels = np.r_[np.zeros(200, bool), np.ones(200, bool)]
+    _, unbounded = best_f1(labels, np.r_[normal, anomalies])
+    assert (normal > unbounded).mean() > 0.5  # unbounded, most normal images would be flagged
+    t, how = thresholds.suggest("f1", 0.1, np.zeros(3), held)
+    assert t == thresholds.conformal_quantile(normal, 0.1) and "lay below it" in how
+    assert (normal > t).mean() <= 0.1
+
+
+def test_similar_groups_hold_out_look_alikes_together():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 10, (4, 6))
+    x = np.concatenate([c + rng.normal(0, 0.1, (15, 6)) for c in centres])
+    groups = validation.similar_groups(x, k=4)
+    assert sorted(len(g) for g in groups) == [15] * 4
+    assert all(len(set(g // 15)) == 1 for g in groups)  # each group is one cluster
+    assert [list(g) for g in groups] == [list(g) for g in validation.similar_groups(x, k=4)]  # seeded
+    assert validation.similar_groups(x[:3], k=4) == []  # no group can leave 2 images on either side
+
+
+def test_estimate_prints_the_folds_range_where_they_disagree():
+    section = {"image_auroc": 0.8, "pixel_auroc": 0.9, "f1": 0.7, "fpr": 0.1, "method": {"heldOutNormal": 40,
+                                                                                         "folds": 5}}
+    assert "across" not in next(validation.estimate_lines({**section, "image_auroc_folds": [0.78, 0.82]}))
+    line = next(validation.estimate_lines({**section, "image_auroc_folds": [0.70, 0.90]}))
+    assert "image AUROC 0.800 (0.700-0.900 across the 5 folds)" in line
+    sizes = [3, 3]
+    normal, anomalies = np.array([0, 1, 2, 0, 1, 2.0]), np.array([3, 4, 5, 0.5, 1.5, 2.5])
+    assert validation.fold_aurocs(normal, anomalies, sizes) == [1.0, pytest.approx(6 / 9)]
 
 
 @pytest.mark.parametrize("policy", ["max", "fpr", "f1"])
@@ -177,11 +224,13 @@ def test_synthetic_anomalies_are_seeded_varied_and_masked(dataset):
         changed = np.abs(img - orig).max(-1) > 1e-3
         assert 0.0005 < mask.mean() < 0.15  # a defect of a few percent of the image, or less
         assert changed[mask].mean() > 0.5 and changed[~mask].mean() < 0.05  # the mask is where it changed
-    # each kind at the three scales in turn: smaller defects, and fainter ones
-    area = masks.reshape(len(SCALES), len(KINDS), -1).mean((1, 2))
-    contrast = [np.abs(a[i] - images[i])[masks[i]].mean() for i in range(len(images))]
-    assert area[0] > area[1] > area[2]
-    assert np.mean(contrast[:4]) > np.mean(contrast[8:])
+    # each kind at the scales in turn: smaller defects, and fainter ones
+    assert len(SCALES) == 2
+    scale = (np.arange(len(images)) // len(KINDS)) % len(SCALES)
+    area = [masks[scale == k].mean() for k in range(len(SCALES))]
+    contrast = np.array([np.abs(a[i] - images[i])[masks[i]].mean() for i in range(len(images))])
+    assert area[0] > area[1]
+    assert contrast[scale == 0].mean() > contrast[scale == 1].mean()
     assert not np.array_equal(make_anomalies(images, images, seed=4)[0], a)
 
 
@@ -220,7 +269,7 @@ def test_validation_figures_are_what_the_held_out_images_give(registry, dataset)
     assert flips  # the default augments: the kept stream holds the copies the bank was fitted on
     splits = validation.fold_splits(len(images))
     assert len(splits) == 5 and sorted(np.concatenate([h for _, h in splits])) == list(range(len(images)))
-    kept, held = validation.holdout_split(len(images))
+    kept, held = splits[0]
     assert len(held) == 8 and not set(kept) & set(held) and list(held) == list(splits[0][1])
     normal, anomalous, strict_normal, strict_anomalous = [], [], [], []
     for fold, (kept, held) in enumerate(splits):
@@ -242,9 +291,15 @@ def test_validation_figures_are_what_the_held_out_images_give(registry, dataset)
     assert v["image_auroc"] == pytest.approx(auroc(labels, scores))
     strict = np.r_[np.concatenate(strict_normal), np.concatenate(strict_anomalous)]
     assert not np.allclose(strict, scores)  # nothing stands in for the held-out memory: higher normal scores
-    f1, threshold = best_f1(labels, strict)
-    assert model.threshold == pytest.approx(threshold) and v["f1"] == pytest.approx(f1)
+    # the threshold: the best F1 on the strict scores, never below the conformal quantile of the normal
+    # scores of groups of similar images, each scored by the bank without its entries
+    groups = validation.similar_groups(validation._descriptors([model.features(images)]))
+    grouped = np.concatenate([model.scorer.holdout(g).predict(model.features(images[g]))[1] for g in groups])
+    _, best = best_f1(labels, strict)
+    threshold = max(best, thresholds.conformal_quantile(grouped, 0.1))
+    assert model.threshold == pytest.approx(threshold, rel=1e-5)
     assert v["fpr"] == pytest.approx(float((strict[:n] > threshold).mean()))
+    assert v["f1"] == pytest.approx(metrics_f1(labels, strict > threshold))
     method = model.metadata["validation"]["method"]
     assert method["folds"] == 5 and method["heldOutNormal"] == n == method["syntheticAnomalies"]
 
