@@ -199,12 +199,7 @@ def bench_setup(doc: str, defaults: dict[str, str] | None = None,
     ``extra`` adds), one torch thread, and the registry and configuration (``defaults`` overridden by
     --param) they measure."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="bench/hard", help="where the dev family lives (written when missing)")
-    ap.add_argument("--families-data", default="bench/families",
-                    help="where the texture families live, one folder each (written when missing)")
-    ap.add_argument("--family", default="dev", help="comma-separated families: dev (this file's), "
-                    "ufoai, openarena, nexuiz (benchmarks/texture_data.py; nexuiz confirms only), or 'all'")
-    ap.add_argument("--materials", default=None, help="comma-separated materials (default: every one)")
+    add_data_args(ap)
     ap.add_argument("--param", action="append", default=[], help="NAME=VALUE, as on `vadblocks train`")
     ap.add_argument("--json", default=None)
     if extra is not None:
@@ -225,6 +220,16 @@ def bench_setup(doc: str, defaults: dict[str, str] | None = None,
 FAMILIES = ("dev", "ufoai", "openarena", "nexuiz")
 
 
+def add_data_args(ap: argparse.ArgumentParser) -> None:
+    """--data, --families-data, --family and --materials: which benchmark materials a script measures."""
+    ap.add_argument("--data", default="bench/hard", help="where the dev family lives (written when missing)")
+    ap.add_argument("--families-data", default="bench/families",
+                    help="where the texture families live, one folder each (written when missing)")
+    ap.add_argument("--family", default="dev", help="comma-separated families: dev (this file's), "
+                    "ufoai, openarena, nexuiz (benchmarks/texture_data.py; nexuiz confirms only), or 'all'")
+    ap.add_argument("--materials", default=None, help="comma-separated materials (default: every one)")
+
+
 def family_materials(family: str) -> tuple[str, ...]:
     """The materials of ``family`` (dev: this file's; the others: benchmarks/texture_data.py)."""
     if family == "dev":
@@ -242,6 +247,12 @@ def materials(args: argparse.Namespace) -> Iterator[tuple[str, Any, Any]]:
     missing on disk first."""
     from framework.data import load_dataset
 
+    for name, ei_dir, folder in material_dirs(args):
+        yield name, load_dataset(ei_dir), load_dataset(folder).test
+
+
+def material_dirs(args: argparse.Namespace) -> Iterator[tuple[str, Path, Path]]:
+    """(name, Edge Impulse directory, folder-layout directory) of each chosen material (see :func:`materials`)."""
     families = FAMILIES if args.family == "all" else tuple(args.family.split(","))
     wanted = None if not args.materials else set(args.materials.split(","))
     for family in families:
@@ -257,7 +268,7 @@ def materials(args: argparse.Namespace) -> Iterator[tuple[str, Any, Any]]:
                     from texture_data import write_material as write_texture
 
                     write_texture(root, family, m)
-            yield name, load_dataset(root / f"{m}-ei"), load_dataset(root / m).test
+            yield name, root / f"{m}-ei", root / m
 
 
 def main(argv: list[str] | None = None) -> None:

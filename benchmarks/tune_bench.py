@@ -1,7 +1,7 @@
 """`vadblocks tune` on the development benchmark: the tuned model's real test accuracy against the default's.
 
-    cd benchmarks && python tune_bench.py --data ../bench/hard [--materials brick,grass] [--n-trials 40]
-        [--target high-power] [--out ../bench/tune] [--json F]
+    cd benchmarks && python tune_bench.py [--family dev,ufoai,openarena,nexuiz|all] [--materials brick,grass]
+        [--n-trials 40] [--target high-power] [--out bench/tune] [--json F]
 
 For each material: tunes on the 200 normal training images of the Edge Impulse directory with
 ``--accuracy synthetic`` (no labelled anomaly is used: trials are judged by synthetic anomalies on
@@ -25,22 +25,22 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
-from hard_data import MATERIALS, materials
+from hard_data import add_data_args, material_dirs
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="../bench/hard")
-    ap.add_argument("--materials", default=",".join(MATERIALS))
+    add_data_args(ap)
     ap.add_argument("--n-trials", type=int, default=40)
     ap.add_argument("--target", default="high-power")
-    ap.add_argument("--out", default="../bench/tune")
+    ap.add_argument("--out", default="bench/tune")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     import torch
 
     torch.set_num_threads(1)
     from framework.config import resolve
+    from framework.data import load_dataset
     from framework.metrics import evaluate
     from framework.pipeline import AnomalyModel, train
     from framework.plugins import get_registry
@@ -51,14 +51,15 @@ def main() -> None:
     print("| material | default image AUROC | tuned image AUROC | change | tuned estimate | oracle | rank corr. | "
           "chosen configuration | LiteRT ms | trials/min |")
     print("|---" * 10 + "|")
-    for m, ds, test in materials(args):
+    for m, ei_dir, folder in material_dirs(args):
+        ds, test = load_dataset(ei_dir), load_dataset(folder).test
         default = train(ds, resolve(reg, {}), registry=reg, progress=False)
         d = evaluate(*default.predict(test.images), test, default.threshold)
         opts = TuneOptions(n_trials=args.n_trials, target=args.target, accuracy="synthetic", export=("tflite",),
                            progress=False)
         shutil.rmtree(Path(args.out) / m, ignore_errors=True)  # a fresh study (an existing one would resume)
         t0 = time.perf_counter()
-        result = Tuner(DataSource(Path(args.data) / f"{m}-ei"), Path(args.out) / m, opts, reg, log=lambda s: None).run()
+        result = Tuner(DataSource(ei_dir), Path(args.out) / m, opts, reg, log=lambda s: None).run()
         minutes = (time.perf_counter() - t0) / 60
         best = AnomalyModel.load(result["model_directory"], reg)
         t = evaluate(*best.predict(test.images), test, best.threshold)

@@ -39,9 +39,9 @@ def test_parameters_json_schema(registry):
 def test_resolve_defaults_and_types(registry):
     cfg = resolve(registry, {"num_layers": "3", "sampling-ratio": "0.25"})
     assert cfg.scorer == "patchcore" and cfg.backbone == "mobilenetv2"
-    assert cfg.scorer_params == {"num_layers": 3, "pool_size": 1, "sampling_ratio": 0.25,
+    assert cfg.scorer_params == {"num_layers": 3, "pool_size": 3, "keep_unpooled": True, "sampling_ratio": 0.25,
                                  "num_nearest_neighbors": 9}
-    assert cfg.training == {"augment": "flips", "threshold_policy": "f1", "target_fpr": 0.05, "validation": True,
+    assert cfg.training == {"augment": "flips", "threshold_policy": "f1", "target_fpr": 0.1, "validation": True,
                             "int8_precision": "mixed"}
 
 

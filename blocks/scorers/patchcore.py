@@ -31,10 +31,13 @@ class PatchCore(Scorer):
     name: ClassVar[str] = "patchcore"
     description: ClassVar[str] = "coreset memory bank + k nearest neighbours (accurate; for capable targets)"
     parameters: ClassVar[tuple[Param, ...]] = (
-        Param("num-layers", "int", 1, "Backbone feature levels to use: 1 = stride 8 only, 2 adds stride 16, "
+        Param("num-layers", "int", 2, "Backbone feature levels to use: 1 = stride 8 only, 2 adds stride 16, "
               "3 adds stride 32", label="Number of layers", min=1, max=3),
-        Param("pool-size", "int", 1, "Neighbourhood average pooling window around each patch (odd; 1 = none)",
+        Param("pool-size", "int", 3, "Neighbourhood average pooling window around each patch (odd; 1 = none)",
               label="Pool size", min=1, max=9, search=Search(1, 5, step=2)),
+        Param("keep-unpooled", "boolean", True, "Also keep the stride-8 level unpooled beside the pooled levels "
+              "(pool size above 1): pooled features see a patch's neighbourhood, unpooled ones keep small defects "
+              "sharp", label="Keep unpooled features"),
         Param("sampling-ratio", "float", 0.1, "Fraction of training patches kept in the coreset memory bank",
               label="Sampling ratio", min=0.0001, max=1.0, search=Search(0.01, 0.25, log=True)),
         Param("num-nearest-neighbors", "int", 9, "Nearest neighbours of a memory-bank entry used to reweight "
@@ -77,7 +80,7 @@ class PatchCore(Scorer):
         with torch.inference_mode():
             for features in batches:
                 check_features(features, self.feature_levels())
-                x = patches_of(features, self.feature_levels(), self.params["pool_size"])
+                x = patches_of(features, *self._embedding())
                 n, l, c = x.shape
                 ids = np.arange(n_images, n_images + n) if groups is None else groups[n_images:n_images + n]
                 if len(ids) != n:
@@ -116,8 +119,7 @@ class PatchCore(Scorer):
         if self.bank is None or self._bank_images is None:
             raise VadblocksError("PatchCore holdout() needs a bank fitted by fit_batches")
         drop = torch.isin(self._bank_images, torch.as_tensor(np.asarray(held, np.int64)))
-        levels, pool = self.feature_levels(), self.params["pool_size"]
-        flat = (p.reshape(-1, p.shape[-1]) for p in (patches_of(f, levels, pool) for f in kept))
+        flat = (p.reshape(-1, p.shape[-1]) for p in (patches_of(f, *self._embedding()) for f in kept))
         subs, dist = nearest_patches(self.bank[drop], flat, HOLDOUT_PATCHES)
         subs = torch.unique(subs[torch.isfinite(dist)], dim=0)
         bank = torch.cat([self.bank[~drop], subs]).contiguous()
@@ -158,6 +160,10 @@ class PatchCore(Scorer):
                                  "pass the training set fit() saw")
         return np.concatenate(out)
 
+    def _embedding(self) -> tuple[int, int, bool]:
+        """(feature levels, pool size, keep unpooled): how patch features are made (patchcore_module.embed)."""
+        return self.feature_levels(), self.params["pool_size"], self.params["keep_unpooled"]
+
     def _set_bank(self, bank: "torch.Tensor", knn: "torch.Tensor") -> None:
         self.bank, self.bank_knn = bank, knn
         self._invalidate()
@@ -167,7 +173,7 @@ class PatchCore(Scorer):
 
         if self.bank is None or self.bank_knn is None:
             raise VadblocksError("PatchCore is not fitted: call fit() on normal images first")
-        return PatchCoreModule(self.bank, self.bank_knn, self.feature_levels(), self.params["pool_size"])
+        return PatchCoreModule(self.bank, self.bank_knn, *self._embedding())
 
     def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         if self.bank is None or self.bank_knn is None:

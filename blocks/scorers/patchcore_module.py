@@ -17,16 +17,19 @@ BANK_CHUNK = 8192  # bank entries scored at once: bounds scoring memory to HW x 
 BLOCK_ELEMENTS = 1 << 19  # in-process distance blocks (patches x bank entries) stay within 2 MB (L2-sized)
 
 
-def pooled_levels(features: Features, num_levels: int, pool_size: int) -> list[torch.Tensor]:
-    """Each level averaged over a ``pool_size`` neighbourhood, at its own resolution.
+def pooled_levels(features: Features, num_levels: int, pool_size: int, unpooled: bool = False) -> list[torch.Tensor]:
+    """Each level averaged over a ``pool_size`` neighbourhood, at its own resolution; with ``unpooled``
+    (and a pool above 1) the stride-8 level also comes first as it is, so small defects stay sharp
+    while the pooled maps see their neighbourhood.
 
     The pooling counts the zero padding (as the reference implementation does): border cells get
     features of their own, which measurably helps (demo image AUROC 0.967-0.983 -> 1.000).
     """
     if pool_size == 1:
         return list(features[:num_levels])
-    return [F.avg_pool2d(f, pool_size, stride=1, padding=pool_size // 2, count_include_pad=True)
-            for f in features[:num_levels]]
+    pooled = [F.avg_pool2d(f, pool_size, stride=1, padding=pool_size // 2, count_include_pad=True)
+              for f in features[:num_levels]]
+    return [features[0], *pooled] if unpooled else pooled
 
 
 def upsample(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
@@ -41,9 +44,9 @@ def concat_levels(maps: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat([upsample(m, maps[0].shape[-2:]) for m in maps], dim=1)
 
 
-def embed(features: Features, num_levels: int, pool_size: int) -> torch.Tensor:
+def embed(features: Features, num_levels: int, pool_size: int, unpooled: bool = False) -> torch.Tensor:
     """PatchCore's patch features as an NCHW map: :func:`pooled_levels`, then :func:`concat_levels`."""
-    return concat_levels(pooled_levels(features, num_levels, pool_size))
+    return concat_levels(pooled_levels(features, num_levels, pool_size, unpooled))
 
 
 def patch_rows(emb: torch.Tensor) -> torch.Tensor:
@@ -52,9 +55,9 @@ def patch_rows(emb: torch.Tensor) -> torch.Tensor:
     return emb.permute(0, 2, 3, 1).reshape(n, h * w, c)
 
 
-def patches_of(features: Features, num_levels: int, pool_size: int) -> torch.Tensor:
+def patches_of(features: Features, num_levels: int, pool_size: int, unpooled: bool = False) -> torch.Tensor:
     """Patch features ``(N, H*W, C)`` of a batch of feature maps."""
-    return patch_rows(embed(features, num_levels, pool_size))
+    return patch_rows(embed(features, num_levels, pool_size, unpooled))
 
 
 def level_channels(maps: list[torch.Tensor]) -> list[tuple[int, int]]:
@@ -77,10 +80,12 @@ class PatchCoreModule(nn.Module):
     anomalous patch, which the score reweighting needs.
     """
 
-    def __init__(self, bank: torch.Tensor, bank_knn: torch.Tensor, num_levels: int, pool_size: int) -> None:
+    def __init__(self, bank: torch.Tensor, bank_knn: torch.Tensor, num_levels: int, pool_size: int,
+                 unpooled: bool = False) -> None:
         super().__init__()
         self.num_levels = num_levels
         self.pool_size = pool_size
+        self.unpooled = unpooled
         self.register_buffer("bank_t", bank.t().contiguous())  # (C, M)
         self.register_buffer("bank_sq", (bank * bank).sum(1))
         self.register_buffer("bank_knn", bank_knn)
@@ -123,7 +128,7 @@ class PatchCoreModule(nn.Module):
     def forward(self, features: list[torch.Tensor],
                 exclude: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``exclude`` (N, M) bool masks bank entries per image (leave-one-out training scores)."""
-        maps = pooled_levels(features, self.num_levels, self.pool_size)
+        maps = pooled_levels(features, self.num_levels, self.pool_size, self.unpooled)
         n, _, h, w = maps[0].shape
         x = patch_rows(concat_levels(maps))
         c = x.shape[-1]
