@@ -18,7 +18,7 @@ from framework.data import load_dataset
 from framework.demo_data import TEXTURES, make_demo_dataset
 from framework.metrics import evaluate
 from framework.config import resolve
-from framework.pipeline import train
+from framework.train.pipeline import train
 from framework.plugins import get_registry
 
 

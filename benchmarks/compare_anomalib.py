@@ -51,9 +51,9 @@ def ours_fit(category: str, threads: int, model_dir: str) -> dict:
 
     torch.set_num_threads(threads)
     from framework.data import load_dataset
-    from framework.export import save_with_exports
+    from framework.train.export import save_with_exports
     from framework.config import resolve
-    from framework.pipeline import train
+    from framework.train.pipeline import train
     from framework.plugins import get_registry
 
     ds = load_dataset(category, image_size=96)
@@ -74,8 +74,8 @@ def ours_serve(category: str, threads: int, model_dir: str) -> dict:
 
     from framework.data import load_dataset
     from framework.metrics import evaluate
-    from framework.pipeline import AnomalyModel
-    from framework.runtimes import open_runtime, resolve_runtime
+    from framework.train.pipeline import AnomalyModel
+    from framework.serve.runtimes import open_runtime, resolve_runtime
 
     model = AnomalyModel.load(model_dir)
     runtime = open_runtime(model_dir, "auto", threads=threads, model=model)

@@ -32,7 +32,7 @@ HEADER = ("| material | image AUROC | pixel AUROC | F1 at suggested | FPR at sug
 def main() -> None:
     a, reg, config = bench_setup(__doc__)
     from framework.metrics import best_f1, evaluate
-    from framework.pipeline import train
+    from framework.train.pipeline import train
 
     rows: dict[str, dict] = {}
     print(HEADER)

@@ -28,11 +28,11 @@ def main() -> None:
         "--float-modules", default=None, help="comma-separated module paths, e.g. backbone.features.6 ('' for "
         "none); default: those of the configuration's --int8-precision"))
     float_modules = None if a.float_modules is None else [m for m in a.float_modules.split(",") if m]
-    from framework.export import save_with_exports
+    from framework.train.export import save_with_exports
     from framework.metrics import auroc
-    from framework.pipeline import train
-    from framework.footprint import measure_latency
-    from framework.runtimes import open_runtime
+    from framework.train.pipeline import train
+    from framework.serve.footprint import measure_latency
+    from framework.serve.runtimes import open_runtime
 
     rows = {}
     print("| material | float AUROC | int8 AUROC | int8 - float | float ms | int8 ms | export s |")

@@ -6,7 +6,7 @@ Trains each scorer on MobileNetV2 (defaults: PatchCore keeps a 10 % coreset), wr
 files, then for each runtime (in-process torch, ONNX Runtime, LiteRT float, LiteRT int8) starts a
 fresh process that loads the model and times `--runs` single-image predictions after 10 warm-up
 runs; peak RSS is that process's maximum resident set size. The exported files run through
-`framework.runtimes`, as `vadblocks predict` runs them (their runtime and numpy; torch is not imported).
+`framework.serve.runtimes`, as `vadblocks predict` runs them (their runtime and numpy; torch is not imported).
 """
 
 from __future__ import annotations
@@ -33,14 +33,14 @@ def measure(model_dir: str, runtime: str, runs: int) -> dict:
         import torch
 
         torch.set_num_threads(1)
-        from framework.pipeline import AnomalyModel
+        from framework.train.pipeline import AnomalyModel
 
         model = AnomalyModel.load(model_dir)
         h, w, _ = model.input_shape
         img = np.random.default_rng(0).random((1, h, w, 3), dtype=np.float32)
         run = model.predict
-    else:  # the product's own path (framework.runtimes): the exported file under its runtime, no torch
-        from framework.runtimes import open_runtime
+    else:  # the product's own path (framework.serve.runtimes): the exported file under its runtime, no torch
+        from framework.serve.runtimes import open_runtime
 
         runner = open_runtime(model_dir, runtime)
         h, w, _ = json.loads((Path(model_dir) / "anomaly_metadata.json").read_text())["inputShape"]
@@ -68,9 +68,9 @@ def main() -> None:
         print(json.dumps(measure(a._measure[0], a._measure[1], a.runs)))
         return
     from framework.data import load_dataset
-    from framework.export import save_with_exports
+    from framework.train.export import save_with_exports
     from framework.config import resolve
-    from framework.pipeline import train
+    from framework.train.pipeline import train
     from framework.plugins import get_registry
 
     import torch

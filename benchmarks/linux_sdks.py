@@ -5,7 +5,7 @@
 Trains PatchCore on MobileNetV2 (defaults) with model.tflite and model.onnx, then measures, one thread:
 - cold `vadblocks predict` of one image (a fresh process, as a user runs it): wall time and peak RSS,
   median of 5, per runtime (tflite, onnx);
-- in-process LiteRT single-image latency (framework.runtimes, median of --runs after 10 warm-up runs);
+- in-process LiteRT single-image latency (framework.serve.runtimes, median of --runs after 10 warm-up runs);
 - the .eim through the Python SDK (`make sdk` installs it in .sdk/python, without vadblocks):
   median classify latency over the socket and through shared memory (features of one 96x96 image,
   --runs calls each, timed around `runner.classify`), the .eim file size, the runner's peak RSS.
@@ -52,12 +52,12 @@ def main() -> None:
     from PIL import Image
 
     from framework.data import load_dataset
-    from framework.eim import write_eim
-    from framework.export import save_with_exports
+    from framework.serve.eim import write_eim
+    from framework.train.export import save_with_exports
     from framework.config import resolve
-    from framework.pipeline import train
+    from framework.train.pipeline import train
     from framework.plugins import get_registry
-    from framework.runtimes import open_runtime
+    from framework.serve.runtimes import open_runtime
 
     reg = get_registry()
     ds = load_dataset(a.data)

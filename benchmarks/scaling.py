@@ -6,7 +6,7 @@
 Training sets are normal crops of the demo textures (framework.demo_data.normal_crops); the test
 split is the demo's (24 normal + 24 defective images per texture, generated at --image-size).
 Every run is a fresh process (peak RSS = its VmHWM, images included) training MobileNetV2 +
-PatchCore with the defaults (10 % coreset, 9 neighbours) through framework.pipeline.train, i.e.
+PatchCore with the defaults (10 % coreset, 9 neighbours) through framework.train.pipeline.train, i.e.
 streamed feature extraction, the two-stage coreset above 65,536 patches and the leave-one-out
 threshold. With --exact-up-to N the sizes up to N also train with the exact single-stage coreset,
 and the table shows the image-AUROC difference.
@@ -38,7 +38,7 @@ def run_one(texture: str, n: int, size: int, exact: bool, threads: int, test_dir
     from framework.data import Dataset, Split, load_dataset
     from framework.demo_data import normal_crops
     from framework.metrics import evaluate
-    from framework.pipeline import train
+    from framework.train.pipeline import train
 
     if exact:
         patchcore.CHUNK_PATCHES = 1 << 40  # one chunk: the exact single-stage coreset

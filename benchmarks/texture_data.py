@@ -19,7 +19,7 @@ jitter (the crop of ``hard_data.py``). Defects are of six kinds, each covering 1
 (log-uniform) and masked where the pixels visibly change: thin ``scratch`` es, ``hole`` s (a dark
 opening with a lit rim), ``stain`` s (a tinted, soft-edged blob), a ``patch`` of another material of
 the family, local ``blur`` and ``missing`` texture (worn flat to its mean colour). They are made
-here and share no code with the synthetic anomalies of train-time validation (framework/synthetic.py).
+here and share no code with the synthetic anomalies of train-time validation (framework/train/synthetic.py).
 Per material: 200 training images, 50 normal and 50 defective test images at 96x96, as a folder layout
 with masks and an Edge Impulse data directory.
 """

@@ -42,9 +42,9 @@ def main() -> None:
     from framework.config import resolve
     from framework.data import load_dataset
     from framework.metrics import evaluate
-    from framework.pipeline import AnomalyModel, train
+    from framework.train.pipeline import AnomalyModel, train
     from framework.plugins import get_registry
-    from framework.tune import DataSource, Tuner, TuneOptions
+    from framework.tune.tuner import DataSource, Tuner, TuneOptions
 
     reg = get_registry()
     rows = {}

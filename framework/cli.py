@@ -186,9 +186,9 @@ def train(ctx: click.Context, data_directory: Path, info_file: Path | None, inpu
         image_size = DEFAULT_FOLDER_IMAGE_SIZE
     ds = load_dataset(data_directory, input_shape=input_shape, scaling=input_scaling, info_file=info_file,
                       image_size=image_size or None)
-    from framework.export import save_with_exports
+    from framework.train.export import save_with_exports
     from framework.outputs import output_lock
-    from framework.pipeline import train as train_model
+    from framework.train.pipeline import train as train_model
 
     with output_lock(out_directory):  # a second train into the same directory is refused at once
         t0 = time.perf_counter()
@@ -199,7 +199,7 @@ def train(ctx: click.Context, data_directory: Path, info_file: Path | None, inpu
     click.echo(f"Trained {config.scorer} on {config.backbone} with {len(ds.train)} normal images "
                f"({ds.image_shape[0]}x{ds.image_shape[1]}) in {elapsed:.1f} s; grid {gh}x{gw}; "
                f"suggested threshold {model.threshold:.4f} ({model.metadata['thresholdPolicy']['how']})")
-    from framework.validation import estimate_lines
+    from framework.train.validation import estimate_lines
 
     section = model.metadata["validation"]
     for line in estimate_lines(section) if section.get("source") else [f"validation: {section['reason']}"]:
@@ -230,7 +230,7 @@ def _test_predictions(model_directory: Path, data_directory: Path, info_file: Pa
     """Metadata, test split, runtime, grids and scores of a model on a data directory's test split."""
     from framework.data import load_dataset
     from framework.portable.modelfiles import check_model_dir
-    from framework.runtimes import open_runtime, resolve_runtime
+    from framework.serve.runtimes import open_runtime, resolve_runtime
 
     meta = check_model_dir(model_directory)
     ds = load_dataset(data_directory, input_shape=input_shape, scaling=input_scaling, info_file=info_file,
@@ -245,8 +245,8 @@ def _test_predictions(model_directory: Path, data_directory: Path, info_file: Pa
 
 def _write_report(out: Path, model_directory: Path, meta: dict[str, Any], split: Any, runtime: Any, grids: Any,
                   scores: Any, threshold: float | None) -> Path:
-    from framework.footprint import measure_latency
-    from framework.report import report_data, write_report
+    from framework.serve.footprint import measure_latency
+    from framework.report.page import report_data, write_report
 
     name, engine = runtime
     latency = measure_latency(engine, split.images[0])
@@ -279,7 +279,7 @@ def test_cmd(model_directory: Path, data_directory: Path, info_file: Path | None
     if report is not None:
         extra.append(f"report: {_write_report(report, model_directory, meta, split, rt, grids, scores, threshold)}")
     if plots is not None:
-        from framework.plots import write_plots
+        from framework.report.plots import write_plots
 
         paths = write_plots(plots, split, scores, thr, meta.get("trainScores"), result["image_auroc"])
         extra.append("plots: " + ", ".join(str(p) for p in paths))
@@ -337,9 +337,9 @@ def predict(model_directory: Path, images: tuple[Path, ...], as_json: bool, heat
     import numpy as np
 
     from framework.data import load_image
-    from framework.heatmap import save_overlay
+    from framework.report.heatmap import save_overlay
     from framework.portable.modelfiles import check_model_dir
-    from framework.runtimes import open_runtime
+    from framework.serve.runtimes import open_runtime
 
     meta = check_model_dir(model_directory)
     thr = meta["nominalThresholdScore"] if threshold is None else threshold
@@ -374,7 +374,7 @@ def predict(model_directory: Path, images: tuple[Path, ...], as_json: bool, heat
               help="The interpreter of the file's #! line (needs numpy and the runtime's package).")
 def eim(model_directory: Path, out: Path, runtime: str, interpreter: str) -> None:
     """Pack a model into an .eim executable for Edge Impulse's Linux SDKs and edge-impulse-linux-runner."""
-    from framework.eim import write_eim
+    from framework.serve.eim import write_eim
 
     path = write_eim(model_directory, out, runtime, interpreter)
     click.echo(f"Wrote {path} ({path.stat().st_size / 1e6:.2f} MB, {runtime}); run it as `{path} SOCKET_PATH` "
@@ -390,7 +390,7 @@ def eim(model_directory: Path, out: Path, runtime: str, interpreter: str) -> Non
 def serve(model_directory: Path, port: int, host: str, runtime: str) -> None:
     """Serve a model with edge-impulse-linux-runner's HTTP API (/api/info, /api/image, /api/features)."""
     from framework.portable.impulse import ImpulseModel
-    from framework.serve import make_server
+    from framework.serve.http import make_server
 
     server = make_server(ImpulseModel.from_directory(str(model_directory), runtime), host, port)
     bound_host, bound_port = server.server_address[:2]
@@ -429,7 +429,7 @@ def _read_build_args(pairs: tuple[str, ...], files: tuple[Path, ...]) -> dict[st
 def build(block_dir: Path, tag: str | None, build_arg: tuple[str, ...], build_args_file: tuple[Path, ...],
           quiet: bool) -> None:
     """Build a learning block's Docker image (default: the flagship block in this folder)."""
-    from framework import runner
+    from framework.container import runner
 
     args = _read_build_args(build_arg, build_args_file)
     tag = runner.build(block_dir, tag, args, log=(lambda line: None) if quiet else click.echo)
@@ -478,7 +478,7 @@ def tune(ctx: click.Context, data_directory: Path, info_file: Path | None, input
     Trials are judged without labelled anomalies (unless the test split has them), measured on the
     exported file, and kept in a study database that resumes and that several workers can share.
     """
-    from framework import tune as tuning
+    from framework.tune import tuner as tuning
     from framework.plugins import get_registry
 
     _warn_extra(ctx)
@@ -525,7 +525,7 @@ def run(ctx: click.Context, block_dir: Path, data_directory: Path, out_directory
     The container runs without network, with a read-only root filesystem (a tmpfs at /tmp), all
     capabilities dropped, no-new-privileges and a process limit, as the calling user.
     """
-    from framework import runner
+    from framework.container import runner
     from framework.plugins import get_registry
 
     doc = runner.read_block(block_dir)
@@ -547,7 +547,7 @@ def run(ctx: click.Context, block_dir: Path, data_directory: Path, out_directory
               "requirement (repeatable).")
 def package_cmd(out: Path, scorers: tuple[str, ...], backbones: tuple[str, ...], with_: tuple[str, ...]) -> None:
     """Write a custom learning block folder (Dockerfile, parameters.json, wheels) for chosen plugins."""
-    from framework.package import package
+    from framework.container.package import package
     from framework.plugins import get_registry
 
     package(out, get_registry(), scorers, backbones, with_, log=lambda m: click.echo(m, err=True))
@@ -565,7 +565,7 @@ def init_group() -> None:
               help="Where to create vadblocks-NAME/ (default: the current folder).")
 def init_scorer_cmd(name: str, directory: Path | None) -> None:
     """Create a scorer package vadblocks-NAME that installs with pip and is discovered immediately."""
-    from framework.scaffold import init_scorer
+    from framework.container.scaffold import init_scorer
 
     path = init_scorer(name, directory)
     click.echo(f"Created {path}: pip install -e {path} && vadblocks plugins")

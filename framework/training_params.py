@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from framework.augment import AUGMENT
-from framework.int8 import INT8_PRECISION
+from framework.train.augment import AUGMENT
+from framework.train.int8 import INT8_PRECISION
 from framework.params import Param
-from framework.thresholds import TARGET_FPR, THRESHOLD_POLICY
-from framework.validation import VALIDATION
+from framework.train.thresholds import TARGET_FPR, THRESHOLD_POLICY
+from framework.train.validation import VALIDATION
 
 # (parameter, its parameters.json ``showIf`` or None)
 TRAINING_PARAMS: tuple[tuple[Param, dict[str, str] | None], ...] = (

@@ -13,7 +13,7 @@ from blocks.backbones.mobilenetv2 import OFFLINE_DIST, OFFLINE_FILE
 from framework.backbone import load_weights_file
 from framework.data import resize_images
 from framework.errors import VadblocksError
-from framework.pipeline import FeatureExtractor
+from framework.train.pipeline import FeatureExtractor
 from framework.weights import wheel_file
 
 

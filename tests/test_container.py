@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from framework import runner
+from framework.container import runner
 from framework.cli import _read_build_args
 from framework.data import load_dataset
 from framework.errors import VadblocksError
 from framework.config import resolve
-from framework.pipeline import train
+from framework.train.pipeline import train
 from tests.conftest import invoke
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,12 +14,12 @@ import blocks.scorers.patchcore as patchcore
 import blocks.scorers.patchcore_module as patchcore_module
 from framework.data import load_dataset
 from framework.demo_data import TEXTURES, make_demo_dataset
-from framework.eim import write_eim
-from framework.export import FILES, save_with_exports
+from framework.serve.eim import write_eim
+from framework.train.export import FILES, save_with_exports
 from framework.metrics import evaluate
 from framework.config import resolve
-from framework.pipeline import AnomalyModel, train
-from framework.runtimes import OnnxRuntime, open_runtime, resolve_runtime
+from framework.train.pipeline import AnomalyModel, train
+from framework.serve.runtimes import OnnxRuntime, open_runtime, resolve_runtime
 from tests.conftest import invoke, write_plugin_dist
 from tests.test_linux_sdks import EimProcess, packed_pixels
 from tests.test_plugins import MEAN_SCORER
@@ -191,7 +191,7 @@ def test_int8_precision_mixed_keeps_the_first_layers_float(small_data, registry,
     """--int8-precision mixed (the default) keeps the input normalisation and MobileNetV2's first blocks in float,
     with the input still int8; its scores stay closer to the float model's than those of the all-int8 file."""
     from framework.errors import VadblocksError
-    from framework.export import ExportGraph, export_tflite_int8
+    from framework.train.export import ExportGraph, export_tflite_int8
 
     ds = load_dataset(small_data["edge-impulse"])
     test = load_dataset(small_data["folder"]).test

@@ -22,7 +22,7 @@ from framework.data import load_dataset
 from framework.errors import VadblocksError
 from framework.portable.impulse import ImpulseModel
 from framework.portable.modelfiles import check_model_dir, integrity, npz_layout
-from framework.runtimes import open_runtime
+from framework.serve.runtimes import open_runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True, database=None,

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from framework.eim import write_eim
+from framework.serve.eim import write_eim
 from framework.errors import VadblocksError
 from framework.portable.impulse import ImpulseModel
 from framework.portable.modelfiles import check_model_dir, integrity, npz_layout

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from framework.eim import write_eim
+from framework.serve.eim import write_eim
 from tests.conftest import invoke
 
 SDK_DIR = Path(os.environ.get("VADBLOCKS_SDK_DIR", Path(__file__).resolve().parents[1] / ".sdk"))

@@ -11,7 +11,7 @@ from framework.data import load_dataset
 from framework.demo_data import TEXTURES, make_demo_dataset
 from framework.metrics import best_f1, evaluate
 from framework.config import resolve
-from framework.pipeline import AnomalyModel, train
+from framework.train.pipeline import AnomalyModel, train
 from framework.plugins import get_registry
 from tests.conftest import invoke
 
@@ -47,7 +47,7 @@ def test_threshold_is_max_training_score(small_data, model_dir):
 def test_streamed_training_is_memory_bounded_and_matches(small_data, monkeypatch):
     """Re-extracting features for the threshold pass (cache off) and a two-stage coreset both work."""
     import blocks.scorers.patchcore as patchcore
-    import framework.pipeline as pipeline
+    import framework.train.pipeline as pipeline
 
     ds = load_dataset(small_data["edge-impulse"])
     cfg = resolve(get_registry(), {"sampling-ratio": 0.2})

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from framework.pipeline import train
+from framework.train.pipeline import train
 from framework.config import resolve
 from framework.plugins import get_registry
 from framework.data import load_dataset

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from framework import runner
+from framework.container import runner
 from framework.cli import _read_build_args
 from framework.errors import VadblocksError
-from framework.package import DOCKERFILE_HEAD
-from framework.scaffold import init_scorer
+from framework.container.package import DOCKERFILE_HEAD
+from framework.container.scaffold import init_scorer
 from tests.conftest import invoke
 
 ROOT = Path(__file__).resolve().parents[1]

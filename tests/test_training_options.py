@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from framework import augment, thresholds, validation
+from framework.train import augment, thresholds, validation
 from framework.config import parameters_json, resolve, to_args
 from framework.data import load_dataset
 from framework.errors import VadblocksError
 from framework.metrics import auroc, best_f1
-from framework.pipeline import AnomalyModel, train
-from framework.synthetic import KINDS, SCALES, make_anomalies
+from framework.train.pipeline import AnomalyModel, train
+from framework.train.synthetic import KINDS, SCALES, make_anomalies
 from tests.conftest import invoke
 
 
@@ -201,8 +201,8 @@ def test_rot90_needs_square_images(registry, dataset):
 
 
 def test_exported_graph_of_an_augmented_model_matches_in_process(registry, dataset, tmp_path):
-    from framework.export import save_with_exports
-    from framework.runtimes import open_runtime
+    from framework.train.export import save_with_exports
+    from framework.serve.runtimes import open_runtime
 
     model = train(dataset, resolve(registry, {"augment": "rot90", "validation": 0}), progress=False)
     save_with_exports(model, tmp_path / "m", ("onnx",))

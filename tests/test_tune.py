@@ -19,12 +19,12 @@ import pytest
 from framework.config import resolve
 from framework.data import load_dataset
 from framework.errors import VadblocksError
-from framework.feature_cache import FeatureCache
-from framework.footprint import peak_ram_bytes, plan_arena, onnx_lifetimes, tflite_lifetimes
+from framework.train.feature_cache import FeatureCache
+from framework.serve.footprint import peak_ram_bytes, plan_arena, onnx_lifetimes, tflite_lifetimes
 from framework.params import Param, Search
-from framework.pipeline import train
-from framework.search_space import SearchSpace, distribution, image_sizes
-from framework.tune import Budget, leaderboard, pareto_front
+from framework.train.pipeline import train
+from framework.tune.search_space import SearchSpace, distribution, image_sizes
+from framework.tune.tuner import Budget, leaderboard, pareto_front
 from tests.conftest import invoke, write_plugin_dist
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -417,7 +417,7 @@ def test_leaderboard_orders_fitting_trials_first():
 RACE_WORKER = r"""
 import sys, time
 import optuna
-from framework.start_sampler import StartFirstSampler
+from framework.tune.start_sampler import StartFirstSampler
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 url, start_at = sys.argv[1], float(sys.argv[2])
 while time.time() < start_at:  # every worker begins at the same instant
@@ -453,7 +453,7 @@ def test_start_trial_runs_once_when_workers_race(tmp_path):
 
 def test_low_power_target_quantises_every_layer(small_data, registry, tmp_path):
     """The microcontroller preset fixes --int8-precision full (no FPU assumed) unless the command line sets it."""
-    from framework.tune import DataSource, Tuner, TuneOptions
+    from framework.tune.tuner import DataSource, Tuner, TuneOptions
 
     data = DataSource(small_data["edge-impulse"])
     low = Tuner(data, tmp_path / "a", TuneOptions(target="low-power"), registry, log=lambda _: None)

@@ -10,7 +10,7 @@ from framework.data import load_dataset
 from framework.demo_data import make_texture_dataset
 from framework.metrics import evaluate
 from framework.config import resolve
-from framework.pipeline import train
+from framework.train.pipeline import train
 from framework.plugins import get_registry
 from vadblocks_padim import PaDiM, stack_levels
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Mapping
 
-from framework import augment
+from framework.train import augment
 from framework.config import all_params, framework_params
 from framework.errors import VadblocksError
 from framework.params import BACKBONE_PARAM, SCORER_PARAM, Param, Search

@@ -77,7 +77,7 @@ def open_runtime(model_dir: str | Path, runtime: str = "auto", threads: int = 1,
                  meta: dict[str, Any] | None = None) -> Runtime:
     """A runtime for a trained model directory: torch, one of its exported files, or ``auto``.
 
-    ``model``: the already loaded :class:`~framework.pipeline.AnomalyModel` of ``model_dir``, if any;
+    ``model``: the already loaded :class:`~framework.train.pipeline.AnomalyModel` of ``model_dir``, if any;
     ``meta``: its already checked metadata. Only the torch runtime loads a model (and so imports torch).
     """
     if runtime not in RUNTIMES:
@@ -85,7 +85,7 @@ def open_runtime(model_dir: str | Path, runtime: str = "auto", threads: int = 1,
     runtime = resolve_runtime(model_dir, runtime)
     if runtime == "torch":
         if model is None:
-            from framework.pipeline import AnomalyModel
+            from framework.train.pipeline import AnomalyModel
 
             model = AnomalyModel.load(model_dir)
         return model

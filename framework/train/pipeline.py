@@ -14,11 +14,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from framework import __version__, augment, thresholds, validation
+from framework import __version__
+
+from framework.train import augment, thresholds, validation
 from framework.backbone import Backbone
 from framework.data import Dataset
 from framework.errors import VadblocksError
-from framework.feature_cache import FeatureCache
+from framework.train.feature_cache import FeatureCache
 from framework.outputs import atomic_directory
 from framework.config import BlockConfig, resolve
 from framework.plugins import Registry, get_registry
@@ -98,7 +100,7 @@ class AnomalyModel:
         """Write the model files into ``out_dir`` atomically.
 
         ``extra(folder)`` writes more files into the temporary folder first and returns their metadata
-        entries (``exports``): :func:`framework.export.save_with_exports` passes the exported models.
+        entries (``exports``): :func:`framework.train.export.save_with_exports` passes the exported models.
         """
         arrays, state_config = self.scorer.get_state()
         meta = dict(self.metadata)

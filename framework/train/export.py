@@ -22,12 +22,12 @@ import torch
 from torch import nn
 
 from framework.errors import VadblocksError
-from framework import int8
+from framework.train import int8
 from framework.portable.engines import EXPORT_FILES as FILES
 from framework.portable.engines import INPUT_NAME, OUTPUT_NAMES, SCALINGS, to_input_scaling
 from framework.portable.silence import quiet
 
-from framework.pipeline import AnomalyModel
+from framework.train.pipeline import AnomalyModel
 
 FORMATS = tuple(FILES)
 CALIBRATION_IMAGES = 256  # training images used to calibrate the int8 model (evenly spaced)

@@ -1,13 +1,13 @@
 """``vadblocks tune``: find the best configuration for a dataset and a device budget with Optuna.
 
-Each trial trains one configuration from the declared search space (:mod:`framework.search_space`)
+Each trial trains one configuration from the declared search space (:mod:`framework.tune.search_space`)
 through the normal training path, so its accuracy is the validation's (held-out normal images with
 synthetic anomalies; the labelled test split when there is one and ``accuracy="auto"``), exports the
-model file of the chosen runtime and measures it (:mod:`framework.footprint`): single-image latency,
+model file of the chosen runtime and measures it (:mod:`framework.serve.footprint`): single-image latency,
 file size, peak activation memory. Optuna samples the two objectives (accuracy up, latency down)
 with budgets as constraints, and keeps every trial in a storage (an SQLite file in the out directory
 by default, so a stopped study resumes; any database URL lets several workers share one study).
-Trials that share a backbone and image size reuse extracted features (:mod:`framework.feature_cache`).
+Trials that share a backbone and image size reuse extracted features (:mod:`framework.train.feature_cache`).
 At the end: a leaderboard (terminal and JSON), the accuracy/latency Pareto front as a PNG, and the
 best configuration trained again into ``model/`` with the standard outputs.
 """
@@ -221,9 +221,9 @@ class Tuner:
     def __init__(self, data: "DataSource", out_directory: str | Path, opts: TuneOptions, registry: "Registry",
                  log: Callable[[str], None] = print) -> None:
         from framework.config import all_params, resolve
-        from framework.feature_cache import FeatureCache
+        from framework.train.feature_cache import FeatureCache
         from framework.params import known_values
-        from framework.search_space import SearchSpace, image_sizes
+        from framework.tune.search_space import SearchSpace, image_sizes
 
         if importlib.util.find_spec("optuna") is None:
             raise VadblocksError("vadblocks tune needs Optuna: pip install 'vadblocks[tune]'")
@@ -290,7 +290,7 @@ class Tuner:
     def _sampler(self, done: int) -> "optuna.samplers.BaseSampler":
         import optuna
 
-        from framework.start_sampler import StartFirstSampler
+        from framework.tune.start_sampler import StartFirstSampler
 
         entropy = [self.opts.seed, done] + ([os.getpid()] if self.opts.storage else [])
         seed = int(np.random.SeedSequence(entropy).generate_state(1)[0])
@@ -402,9 +402,9 @@ class Tuner:
         """Accuracy, latency, size and memory of one configuration at ``size`` x ``size``."""
         import optuna
 
-        from framework import footprint
-        from framework.export import save_with_exports
-        from framework.pipeline import train
+        from framework.serve import footprint
+        from framework.train.export import save_with_exports
+        from framework.train.pipeline import train
 
         t0 = time.perf_counter()
         ds = self.data.dataset(size)
@@ -435,9 +435,9 @@ class Tuner:
     def train_best(self, best: dict[str, Any], model_dir: Path, study: "optuna.Study") -> None:
         """Train the chosen configuration on all images again, with the standard outputs, into ``model_dir``."""
         from framework.config import resolve
-        from framework.export import save_with_exports
+        from framework.train.export import save_with_exports
         from framework.outputs import output_lock
-        from framework.pipeline import train
+        from framework.train.pipeline import train
 
         config = resolve(self.registry, best["parameters"])
         ds = self.data.dataset(best["image_size"])

@@ -3,7 +3,7 @@
 :func:`validate` cuts the training images into seeded random folds of ``HOLDOUT_FRACTION`` and holds
 each out in turn: a copy of the fitted scorer that has not learned from them
 (:meth:`framework.scorer.Scorer.holdout`) scores them and one synthetic anomaly made from each
-(:mod:`framework.synthetic`). Scorers that cannot forget images are refitted on the other images, for the
+(:mod:`framework.train.synthetic`). Scorers that cannot forget images are refitted on the other images, for the
 first fold only (a refit costs a whole fit). Random folds hold out images whose near-duplicates stay in
 training; for the threshold's normal scores :func:`similar_groups` also holds out groups of similar
 images together, as new images from parts of the product no training image shows. :func:`summary` turns those scores into the
@@ -23,7 +23,7 @@ from framework.data import Split
 from framework.metrics import auroc, evaluate
 from framework.params import Param
 from framework.scorer import concat_batches
-from framework.synthetic import KINDS, SCALES, make_anomalies
+from framework.train.synthetic import KINDS, SCALES, make_anomalies
 
 VALIDATION = Param("validation", "boolean", True,
                    "Estimate image AUROC, pixel AUROC, F1 and false positive rate at train time on held-out "
@@ -93,7 +93,7 @@ def validate(scorer: Any, images: np.ndarray, features_of: Callable[[np.ndarray]
     ``strict`` holds the same images' scores from ``scorer.holdout(held)``, where nothing stands in for
     what the held-out images taught the scorer (PatchCore: their bank entries dropped): a conservative
     view, as of images from parts of the product no training image shows. The threshold policies use
-    it (:func:`framework.thresholds.suggest`); for refitted scorers both are the same scores.
+    it (:func:`framework.train.thresholds.suggest`); for refitted scorers both are the same scores.
     ``grouped`` holds normal scores from ``scorer.holdout(group)`` for each of :func:`similar_groups`
     (None for refitted scorers): the threshold policies' false positive bound is taken on them.
     """

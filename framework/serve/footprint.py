@@ -116,7 +116,7 @@ def peak_ram_bytes(path: str | Path, fmt: str) -> int:
 def measure(model_dir: str | Path, fmt: str, image: np.ndarray, runs: int = LATENCY_RUNS) -> dict[str, float]:
     """Latency (ms, one thread, batch 1, median), file size (KB) and peak activation memory (KB) of the
     ``fmt`` file of a model directory, running ``image`` (H, W, 3, 0..1) through the file's own runtime."""
-    from framework.runtimes import open_runtime
+    from framework.serve.runtimes import open_runtime
 
     path = Path(model_dir) / EXPORT_FILES[fmt]
     engine = open_runtime(model_dir, fmt, threads=1)

@@ -2,7 +2,7 @@
 
 ``vadblocks tune`` trains many configurations on one dataset; those that share a backbone (and its
 parameters) and an image size see the same pixels, so their feature maps are the same. A
-:class:`FeatureCache` handed to :func:`framework.pipeline.train` keeps every batch it extracts,
+:class:`FeatureCache` handed to :func:`framework.train.pipeline.train` keeps every batch it extracts,
 keyed by the backbone and the batch's bytes, and serves the stored maps to any later training that
 needs as many feature levels or fewer (the first levels of a deeper cut are the same tensors). It
 holds at most ``max_bytes``, dropping the least recently used batches first.

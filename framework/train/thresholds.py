@@ -49,7 +49,7 @@ def suggest(policy: str, rate: float, train_scores: np.ndarray,
             validation: dict[str, Any] | None) -> tuple[float, str]:
     """The suggested threshold of ``policy`` and a sentence saying how it was obtained.
 
-    ``validation`` is the result of :func:`framework.validation.validate` (None when validation is off):
+    ``validation`` is the result of :func:`framework.train.validation.validate` (None when validation is off):
     its ``strict`` held-out normal and synthetic anomaly scores, and its ``grouped`` normal scores.
     """
     if policy == "max":

@@ -1,0 +1,1 @@
+"""Learning-block containers: building and running them, packaging a block, scaffolding a plugin."""

@@ -1,0 +1,1 @@
+"""`vadblocks tune`: the study, its search space, its starting trials."""
