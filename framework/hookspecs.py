@@ -32,7 +32,8 @@ def register_scorers(register: Callable[[type], None]) -> None:
 
     Call ``register(ScorerClass)`` once per scorer. ``ScorerClass`` subclasses
     :class:`framework.scorer.Scorer`: a scikit-learn style estimator with declared
-    ``parameters``, ``fit(features)`` on normal data only, ``predict(features)``
-    returning the per-cell grid and image scores, ``grid_size(input_width)``, and
-    pickle-free ``get_state``/``set_state``.
+    ``parameters``, ``fit(features)`` on normal data only, ``build_scoring_module()``
+    returning the torch module that maps feature maps to the per-cell grid and image
+    scores (``predict`` and every exported file run it), ``grid_size(input_width)``, and
+    pickle-free ``get_state``/``set_state``; optionally ``holdout`` (validation without a refit).
     """

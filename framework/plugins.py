@@ -29,7 +29,7 @@ HOST_DIST = "vadblocks"
 ALLOWLIST_ENV = "VADBLOCKS_LOAD_PLUGINS"
 RESERVED_PARAMS = {SCORER_PARAM, BACKBONE_PARAM, "data-directory", "out-directory", "model-directory",
                    "info-file", "input-file", "input-shape", "input-scaling", "image-size", "weights",
-                   "epochs", "learning-rate", "threshold", "json", "help", "runtime", "seed",
+                   "threshold", "json", "help", "runtime", "seed",
                    *(p.name for p, _ in TRAINING_PARAMS)}
 
 
@@ -87,13 +87,6 @@ class Registry:
 
 _pm: pluggy.PluginManager | None = None
 _registry: Registry | None = None
-
-
-def plugin_manager() -> pluggy.PluginManager:
-    """The process-wide pluggy manager (entry points loaded on first use)."""
-    load_plugins()
-    assert _pm is not None
-    return _pm
 
 
 def _allowlist() -> set[str] | None:

@@ -20,10 +20,11 @@ class Scorer:
     """Base class of scorer plugins.
 
     Subclasses declare ``name``, ``description`` and ``parameters`` and implement
-    :meth:`fit`, :meth:`scoring_module`, :meth:`get_state`, :meth:`set_state` and
-    :meth:`grid_size`. Scoring always runs through :meth:`scoring_module` (a torch
-    module mapping feature maps to ``(grid, image_score)``), so the in-process result
-    and an exported graph are the same computation.
+    :meth:`fit`, :meth:`build_scoring_module`, :meth:`get_state`, :meth:`set_state` and
+    :meth:`grid_size`. Scoring always runs through the module :meth:`build_scoring_module`
+    returns (a torch module mapping feature maps to ``(grid, image_score)``, built once and
+    cached by :meth:`scoring_module`), so the in-process result and an exported graph are the
+    same computation.
     """
 
     name: ClassVar[str]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from blocks.scorers.gmm import CAPACITY_COMPONENTS, GMM
+from blocks.scorers.gmm import CAPACITY_COMPONENTS, GMM, POOL, POOL_STRIDE
 from blocks.scorers.gmm_module import pool_cells
 from blocks.scorers.patchcore import PatchCore
 from framework.errors import VadblocksError
@@ -33,7 +33,7 @@ def test_torch_module_agrees_with_sklearn():
     gmm = GMM(capacity="high").fit(feats)
     assert gmm.state["means"].shape == (CAPACITY_COMPONENTS["high"], 32)
     test = features(5, seed=3)
-    cells = pool_cells(test[0], torch.from_numpy(gmm.state["projection"]))
+    cells = pool_cells(test[0], torch.from_numpy(gmm.state["projection"]), POOL, POOL_STRIDE)
     x = cells.permute(0, 2, 3, 1).reshape(-1, cells.shape[1]).double().numpy()
     sk_nll = -gmm.mixture.score_samples(x)
     with torch.inference_mode():

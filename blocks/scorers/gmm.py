@@ -62,7 +62,7 @@ class GMM(Scorer):
             raise VadblocksError(f"GMM needs a stride-8 map of at least {POOL}x{POOL} cells (input >= 32 px)")
         projection = self._projection(features[0].shape[1])
         with torch.inference_mode():
-            cells = pool_cells(features[0], projection)
+            cells = pool_cells(features[0], projection, POOL, POOL_STRIDE)
         x = cells.permute(0, 2, 3, 1).reshape(-1, PROJECTION_DIM).double().numpy()
         k = min(CAPACITY_COMPONENTS[self.params["capacity"]], len(x))
         from sklearn.mixture import GaussianMixture  # imported on use: scikit-learn costs ~100 MB of RSS
@@ -90,7 +90,7 @@ class GMM(Scorer):
             raise VadblocksError("GMM is not fitted: call fit() on normal images first")
         s = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.state.items()}
         return GMMModule(s["projection"], s["means"], s["precisions_cholesky"], s["weights"],
-                         float(s["nll_stats"][0]), float(s["nll_stats"][1]))
+                         float(s["nll_stats"][0]), float(s["nll_stats"][1]), POOL, POOL_STRIDE)
 
     def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         if self.state is None:

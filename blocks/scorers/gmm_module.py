@@ -11,20 +11,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from blocks.scorers.gmm import POOL, POOL_STRIDE
 
-def pool_cells(stride8: torch.Tensor, projection: torch.Tensor) -> torch.Tensor:
-    """Project channels and average 4x4 windows with stride 2: (N, C, H, W) -> (N, D, G, G)."""
+def pool_cells(stride8: torch.Tensor, projection: torch.Tensor, pool: int, stride: int) -> torch.Tensor:
+    """Project channels and average ``pool`` x ``pool`` windows with ``stride``: (N, C, H, W) -> (N, D, G, G)."""
     x = torch.einsum("nchw,cd->ndhw", stride8, projection)
-    return F.avg_pool2d(x, POOL, stride=POOL_STRIDE)
+    return F.avg_pool2d(x, pool, stride=stride)
 
 
 class GMMModule(nn.Module):
     """Feature maps -> (standardised NLL grid, max cell score), equal to sklearn's ``score_samples``."""
 
     def __init__(self, projection: torch.Tensor, means: torch.Tensor, prec_chol: torch.Tensor,
-                 weights: torch.Tensor, nll_mean: float, nll_std: float) -> None:
+                 weights: torch.Tensor, nll_mean: float, nll_std: float, pool: int, stride: int) -> None:
         super().__init__()
+        self.pool, self.stride = pool, stride
         d = means.shape[1]
         self.register_buffer("projection", projection)
         self.register_buffer("prec_chol", prec_chol)  # (K, D, D)
@@ -36,7 +36,7 @@ class GMMModule(nn.Module):
 
     def nll(self, features: list[torch.Tensor]) -> torch.Tensor:
         """Negative log-likelihood of each cell, (N, G, G)."""
-        cells = pool_cells(features[0], self.projection)  # (N, D, G, G)
+        cells = pool_cells(features[0], self.projection, self.pool, self.stride)  # (N, D, G, G)
         n, d, gh, gw = cells.shape
         x = cells.permute(0, 2, 3, 1).reshape(n, gh * gw, d)
         y = torch.einsum("nld,kde->nlke", x, self.prec_chol) - self.mean_proj  # (N, L, K, D)
