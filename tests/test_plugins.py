@@ -147,3 +147,17 @@ def test_plugins_cli_in_a_real_process(tmp_path):
                          capture_output=True, text=True, check=True).stdout
     names = {s["name"]: s["distribution"] for s in json.loads(out)["scorers"]}
     assert names == {"gmm": "vadblocks", "patchcore": "vadblocks", "meandist": "vad-meandist"}
+
+
+def test_the_plugin_host_imports_no_training_code():
+    """Parameters are declared without their implementations: loading plugins and writing parameters.json
+    import nothing from framework/train/ (nor torch)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from framework.plugins import get_registry; from framework.config import parameters_json; "
+            "parameters_json(get_registry()); "
+            "print(sorted(m for m in sys.modules if m.startswith(('framework.train.', 'framework.train', 'torch'))"
+            " and m != 'framework.training_params'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -35,7 +35,7 @@ def test_training_parameters_reach_parameters_json_cli_container_and_metadata(re
     items = {p["param"]: p for p in parameters_json(registry)["parameters"]}
     assert items["augment"]["valid"] == ["none", "flips", "rot90", "dihedral"]
     assert items["threshold-policy"]["valid"] == ["max", "fpr", "f1"]
-    assert items["target-fpr"]["showIf"] == {"parameter": "threshold-policy", "operator": "eq", "value": "fpr"}
+    assert items["target-fpr"]["showIf"] == {"parameter": "threshold-policy", "operator": "neq", "value": "max"}
     assert items["validation"]["type"] == "boolean"
     config = resolve(registry, OPTIONS)
     args = to_args(registry, config)

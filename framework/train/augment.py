@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from framework.params import Param
+from framework.training_params import AUGMENT_MODES
 
 Transform = Callable[[np.ndarray], np.ndarray]  # (N, H, W, C) -> (N, H, W, C)
 
@@ -28,13 +28,7 @@ MODES: dict[str, tuple[Transform, ...]] = {
     "rot90": _TURNS,  # quarter, half and three-quarter turns: 4x
     "dihedral": _FLIPS + _TURNS + _MIRRORED_TURNS,  # all 8 symmetries of the square: 8x
 }
-
-AUGMENT = Param("augment", "select", "flips",
-                "Memory augmentation: copies of every training image added to what the scorer learns. none; "
-                "flips (mirror images, 3x); rot90 (quarter turns, 4x); dihedral (flips and turns, 8x). "
-                "More copies cover more of normal on textures that look the same turned, at a larger "
-                "PatchCore memory bank (slower fit and inference)",
-                label="Memory augmentation", options=tuple(MODES))
+assert tuple(MODES) == AUGMENT_MODES  # declared in framework.training_params
 
 
 def transforms(mode: str) -> tuple[Transform, ...]:

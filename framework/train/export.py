@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from framework.training_params import INT8_PRECISION
 from framework.errors import VadblocksError
 from framework.train import int8
 from framework.portable.engines import EXPORT_FILES as FILES
@@ -196,7 +197,7 @@ def write_exports(model: AnomalyModel, out_dir: Path, formats: Sequence[str], ca
     sample_np = to_input_scaling(images[:1], scaling, c)
     sample = torch.from_numpy(sample_np)
     gh, gw = model.grid_shape
-    precision = model.config.training[int8.INT8_PRECISION.attr]
+    precision = model.config.training[INT8_PRECISION.attr]
     if int8_float_modules is None:
         int8_float_modules = int8.float_modules(precision, model.backbone)
     entries: dict[str, Any] = {}

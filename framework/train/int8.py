@@ -14,19 +14,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from framework.params import Param
+from framework.training_params import INT8_PRECISIONS
 
 if TYPE_CHECKING:  # pragma: no cover
     from framework.backbone import Backbone
 
-PRECISIONS = ("mixed", "full")
-INT8_PRECISION = Param("int8-precision", "select", "mixed",
-                       "What the int8 model file quantises (its input is int8 either way): mixed (the input "
-                       "normalisation and the backbone's first layers stay float: keeps the float model's accuracy "
-                       "on subtle defects, about 10 % slower on CPUs, more activation memory); full (every layer "
-                       "but the scorer int8: for microcontrollers without an FPU or with little RAM)",
-                       label="int8 precision", options=PRECISIONS,
-                       search=False)  # tune's low-power target fixes it to full; other runtimes do not use it
+PRECISIONS = INT8_PRECISIONS
 
 NORMALIZE_MODULE = "normalize"  # the export graph's input scaling and normalisation
 BACKBONE_MODULE = "backbone"  # the export graph's backbone feature module

@@ -22,18 +22,9 @@ import numpy as np
 
 from framework.errors import VadblocksError
 from framework.metrics import best_f1
-from framework.params import Param
+from framework.training_params import THRESHOLD_POLICIES
 
-POLICIES = ("max", "fpr", "f1")
-THRESHOLD_POLICY = Param("threshold-policy", "select", "f1",
-                         "How the suggested threshold is chosen without labelled anomalies: max (largest training "
-                         "score, as Edge Impulse does); fpr (conformal quantile of held-out normal scores at the "
-                         "target false positive rate); f1 (best F1 on held-out normal images against synthetic "
-                         "anomalies; needs validation)", label="Threshold policy", options=POLICIES,
-                         search=False)  # the policy moves the threshold, not what tune compares
-TARGET_FPR = Param("target-fpr", "float", 0.1, "False positive rate on held-out normal images the fpr threshold "
-                   "policy aims at and the f1 policy never exceeds", label="Target false positive rate",
-                   min=0.001, max=0.5, search=False)
+POLICIES = THRESHOLD_POLICIES
 
 
 def conformal_quantile(normal_scores: np.ndarray, rate: float) -> float:

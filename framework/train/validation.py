@@ -21,15 +21,10 @@ import numpy as np
 
 from framework.data import Split
 from framework.metrics import auroc, evaluate
-from framework.params import Param
+from framework.training_params import VALIDATION
 from framework.scorer import concat_batches
 from framework.train.synthetic import KINDS, SCALES, make_anomalies
 
-VALIDATION = Param("validation", "boolean", True,
-                   "Estimate image AUROC, pixel AUROC, F1 and false positive rate at train time on held-out "
-                   "training images with synthetic anomalies (written to the metadata; adds a fraction of the "
-                   "fit time)", label="Validation at train time",
-                   search=False)  # tune measures every trial through validation
 HOLDOUT_FRACTION = 0.2
 MIN_IMAGES = 10  # fewer training images than this: no validation (nothing sensible to hold out)
 PIXEL_IMAGES = 1000  # the pixel AUROC estimate uses at most this many images (10,000 training images: 184 M pixels)

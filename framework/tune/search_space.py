@@ -17,7 +17,7 @@ from framework.config import all_params, framework_params
 from framework.errors import VadblocksError
 from framework.params import BACKBONE_PARAM, SCORER_PARAM, Param, Search
 from framework.plugins import Registry
-from framework.training_params import TRAINING_PARAMS
+from framework.training_params import AUGMENT, TRAINING_PARAMS
 
 if TYPE_CHECKING:  # pragma: no cover
     import optuna
@@ -105,7 +105,7 @@ class SearchSpace:
         if param.name in self.fixed:
             return None
         dist = distribution(param)
-        if param.name == augment.AUGMENT.name and not self.square and dist is not None:
+        if param.name == AUGMENT.name and not self.square and dist is not None:
             dist = CategoricalDistribution([m for m in dist.choices if not augment.square_only(m)])
         return dist
 
