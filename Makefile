@@ -11,7 +11,7 @@ DEMO_DIR ?= demo
 SDK_DIR ?= .sdk
 SDK_STAMP := $(SDK_DIR)/.installed-stamp
 
-.PHONY: venv sdk demo test bench params clean
+.PHONY: venv sdk demo lint test bench params clean
 
 venv: $(STAMP)
 
@@ -30,7 +30,14 @@ $(SDK_STAMP): scripts/install_sdks.sh
 demo: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" bash scripts/demo.sh $(DEMO_DIR)
 
-test: $(STAMP) $(SDK_STAMP)
+# Layering, lint, format and types first (seconds), then the suite.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
+
+test: $(STAMP) $(SDK_STAMP) lint
 	VADBLOCKS_SDK_DIR=$(abspath $(SDK_DIR)) bash scripts/with_build_env.sh $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # Measurements (not tests): accuracy of every pair, latency per runtime, side by side with anomalib,

@@ -16,18 +16,21 @@ from pathlib import Path
 import numpy as np
 import torch
 import torchvision
+from _measure import serving_latency, vm_hwm_mb
 from PIL import Image
 from sklearn.metrics import roc_auc_score
-
-from _measure import serving_latency, vm_hwm_mb
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 
 
 def load(folder: Path, size: int) -> np.ndarray:
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in SUFFIXES)
-    return np.stack([np.asarray(Image.open(p).convert("RGB").resize((size, size), Image.Resampling.BILINEAR),
-                                np.float32) / 255.0 for p in files]), files
+    return np.stack(
+        [
+            np.asarray(Image.open(p).convert("RGB").resize((size, size), Image.Resampling.BILINEAR), np.float32) / 255.0
+            for p in files
+        ]
+    ), files
 
 
 def main() -> None:
@@ -52,13 +55,17 @@ def main() -> None:
         for f in files:
             labels.append(sub.name != "good")
             mp = root / "ground_truth" / sub.name / f"{f.stem}_mask.png"
-            masks.append(np.asarray(Image.open(mp).convert("L").resize((a.size, a.size), Image.Resampling.NEAREST)) > 0
-                         if mp.exists() else np.zeros((a.size, a.size), bool))
+            masks.append(
+                np.asarray(Image.open(mp).convert("L").resize((a.size, a.size), Image.Resampling.NEAREST)) > 0
+                if mp.exists()
+                else np.zeros((a.size, a.size), bool)
+            )
     test = np.concatenate(test_imgs)
     backbone = torchvision.models.mobilenet_v2(weights=None)
     backbone.features.load_state_dict(torch.load(a.weights, map_location="cpu", weights_only=True))
-    model = PatchcoreModel(layers=["features.6", "features.13"], backbone=backbone, pre_trained=False,
-                           num_neighbors=a.neighbors)
+    model = PatchcoreModel(
+        layers=["features.6", "features.13"], backbone=backbone, pre_trained=False, num_neighbors=a.neighbors
+    )
     transform = torchvision.transforms.v2.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
 
     def batch(x: np.ndarray) -> torch.Tensor:
@@ -68,24 +75,31 @@ def main() -> None:
     model.train()
     model.feature_extractor.eval()  # frozen backbone, as anomalib intends
     for i in range(0, len(train), 32):
-        model(batch(train[i:i + 32]))
+        model(batch(train[i : i + 32]))
     with torch.no_grad():  # Lightning calls fit() outside autograd too
         model.subsample_embedding(a.ratio)
     fit_s = time.perf_counter() - t0
     model.eval()
     with torch.no_grad():
-        outs = [model(batch(test[i:i + 32])) for i in range(0, len(test), 32)]
+        outs = [model(batch(test[i : i + 32])) for i in range(0, len(test), 32)]
         scores = torch.cat([o.pred_score.reshape(-1) for o in outs]).numpy()
         maps = torch.cat([o.anomaly_map.reshape(-1, a.size, a.size) for o in outs]).numpy()
         b1_ms, b32_ms = serving_latency(model, batch(test[:1]), batch(np.resize(test, (32,) + test.shape[1:])))
     y = np.array(labels)
     m = np.stack(masks)
-    print(json.dumps({
-        "image_auroc": float(roc_auc_score(y, scores)),
-        "pixel_auroc": float(roc_auc_score(m.reshape(-1), maps.reshape(-1))) if m.any() else None,
-        "fit_s": fit_s, "latency_b1_ms": b1_ms, "latency_b32_ms": b32_ms,
-        "peak_rss_mb": vm_hwm_mb(), "memory_bank": int(model.memory_bank.shape[0]),
-    }))
+    print(
+        json.dumps(
+            {
+                "image_auroc": float(roc_auc_score(y, scores)),
+                "pixel_auroc": float(roc_auc_score(m.reshape(-1), maps.reshape(-1))) if m.any() else None,
+                "fit_s": fit_s,
+                "latency_b1_ms": b1_ms,
+                "latency_b32_ms": b32_ms,
+                "peak_rss_mb": vm_hwm_mb(),
+                "memory_bank": int(model.memory_bank.shape[0]),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

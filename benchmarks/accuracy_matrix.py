@@ -14,12 +14,12 @@ from pathlib import Path
 
 import torch
 
+from framework.config import resolve
 from framework.data import load_dataset
 from framework.demo_data import TEXTURES, make_demo_dataset
 from framework.metrics import evaluate
-from framework.config import resolve
-from framework.train.pipeline import train
 from framework.plugins import get_registry
+from framework.train.pipeline import train
 
 
 def main() -> None:
@@ -33,8 +33,11 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     reg = get_registry()
     weights = dict(w.split("=", 1) for w in a.weights)
-    backbones = [b for b in (a.backbones.split(",") if a.backbones else reg.backbones)
-                 if reg.backbone(b).cls.offline_weights or b in weights]
+    backbones = [
+        b
+        for b in (a.backbones.split(",") if a.backbones else reg.backbones)
+        if reg.backbone(b).cls.offline_weights or b in weights
+    ]
     scorers = a.scorers.split(",") if a.scorers else list(reg.scorers)
     data = Path(a.data)
     if not (data / f"{TEXTURES[-1]}-ei").exists():
@@ -48,12 +51,20 @@ def main() -> None:
                 ds = load_dataset(data / f"{texture}-ei")
                 test = load_dataset(data / texture).test
                 t0 = time.perf_counter()
-                model = train(ds, resolve(reg, {"scoring-function": scorer, "backbone": backbone}),
-                              registry=reg, weights=weights.get(backbone), progress=False)
+                model = train(
+                    ds,
+                    resolve(reg, {"scoring-function": scorer, "backbone": backbone}),
+                    registry=reg,
+                    weights=weights.get(backbone),
+                    progress=False,
+                )
                 fit_s = time.perf_counter() - t0
                 r = evaluate(*model.predict(test.images), test, model.threshold)
-                print(f"| {scorer} | {backbone} | {texture} | {r['image_auroc']:.3f} | {r['pixel_auroc']:.3f} | "
-                      f"{r['f1']:.3f} | {fit_s:.1f} |", flush=True)
+                print(
+                    f"| {scorer} | {backbone} | {texture} | {r['image_auroc']:.3f} | {r['pixel_auroc']:.3f} | "
+                    f"{r['f1']:.3f} | {fit_s:.1f} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

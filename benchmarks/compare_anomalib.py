@@ -40,8 +40,10 @@ def anomalib_python(given: str | None) -> str:
     py = VENV / "bin" / "python"
     if not py.exists():
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", "torch==2.14.1", "torchvision==0.29.1",
-                        "anomalib==2.7.0"], check=True)
+        subprocess.run(
+            [str(py), "-m", "pip", "install", "-q", "torch==2.14.1", "torchvision==0.29.1", "anomalib==2.7.0"],
+            check=True,
+        )
     return str(py)
 
 
@@ -50,22 +52,34 @@ def ours_fit(category: str, threads: int, model_dir: str) -> dict:
     import torch
 
     torch.set_num_threads(threads)
-    from framework.data import load_dataset
-    from framework.train.export import save_with_exports
     from framework.config import resolve
-    from framework.train.pipeline import train
+    from framework.data import load_dataset
     from framework.plugins import get_registry
+    from framework.train.export import save_with_exports
+    from framework.train.pipeline import train
 
     ds = load_dataset(category, image_size=96)
-    cfg = resolve(get_registry(), {"scoring-function": "patchcore", "num-layers": 2, "pool-size": 3,
-                                   "sampling-ratio": 0.1, "num-nearest-neighbors": 9})
+    cfg = resolve(
+        get_registry(),
+        {
+            "scoring-function": "patchcore",
+            "num-layers": 2,
+            "pool-size": 3,
+            "sampling-ratio": 0.1,
+            "num-nearest-neighbors": 9,
+        },
+    )
     t0 = time.perf_counter()
     model = train(ds, cfg, progress=False)
     fit_s = time.perf_counter() - t0
     fit_rss = vm_hwm_mb()  # before the export conversion (a packaging step, measured on its own)
     save_with_exports(model, model_dir, ("onnx", "tflite"), calibration=ds.train.images)
-    return {"fit_s": fit_s, "peak_rss_mb": fit_rss, "export_peak_rss_mb": vm_hwm_mb(),
-            "memory_bank": int(model.scorer.bank.shape[0])}
+    return {
+        "fit_s": fit_s,
+        "peak_rss_mb": fit_rss,
+        "export_peak_rss_mb": vm_hwm_mb(),
+        "memory_bank": int(model.scorer.bank.shape[0]),
+    }
 
 
 def ours_serve(category: str, threads: int, model_dir: str) -> dict:
@@ -74,18 +88,24 @@ def ours_serve(category: str, threads: int, model_dir: str) -> dict:
 
     from framework.data import load_dataset
     from framework.metrics import evaluate
-    from framework.train.pipeline import AnomalyModel
     from framework.serve.runtimes import open_runtime, resolve_runtime
+    from framework.train.pipeline import AnomalyModel
 
     model = AnomalyModel.load(model_dir)
     runtime = open_runtime(model_dir, "auto", threads=threads, model=model)
     ds = load_dataset(category, image_size=96)
     result = evaluate(*runtime.predict(ds.test.images), ds.test, model.threshold)
-    b1_ms, b32_ms = serving_latency(runtime.predict, ds.test.images[:1],
-                                    np.resize(ds.test.images, (32,) + ds.test.images.shape[1:]))
-    return {"image_auroc": result["image_auroc"], "pixel_auroc": result["pixel_auroc"],
-            "latency_b1_ms": b1_ms, "latency_b32_ms": b32_ms, "peak_rss_mb": vm_hwm_mb(),
-            "runtime": resolve_runtime(model_dir)}
+    b1_ms, b32_ms = serving_latency(
+        runtime.predict, ds.test.images[:1], np.resize(ds.test.images, (32,) + ds.test.images.shape[1:])
+    )
+    return {
+        "image_auroc": result["image_auroc"],
+        "pixel_auroc": result["pixel_auroc"],
+        "latency_b1_ms": b1_ms,
+        "latency_b32_ms": b32_ms,
+        "peak_rss_mb": vm_hwm_mb(),
+        "runtime": resolve_runtime(model_dir),
+    }
 
 
 def ours(category: str, threads: int, python: str) -> dict:
@@ -93,8 +113,13 @@ def ours(category: str, threads: int, python: str) -> dict:
     model_dir = str(Path(tempfile.mkdtemp()) / "model")
     fit = run_json([python, __file__, "--threads", str(threads), "--_ours", f"fit:{category}:{model_dir}"])
     serve = run_json([python, __file__, "--threads", str(threads), "--_ours", f"serve:{category}:{model_dir}"])
-    out = {**fit, **serve, "peak_rss_mb": max(fit["peak_rss_mb"], serve["peak_rss_mb"]),
-           "fit_peak_rss_mb": fit["peak_rss_mb"], "serve_peak_rss_mb": serve["peak_rss_mb"]}
+    out = {
+        **fit,
+        **serve,
+        "peak_rss_mb": max(fit["peak_rss_mb"], serve["peak_rss_mb"]),
+        "fit_peak_rss_mb": fit["peak_rss_mb"],
+        "serve_peak_rss_mb": serve["peak_rss_mb"],
+    }
     return out
 
 
@@ -129,8 +154,9 @@ def run_json(cmd: list[str]) -> dict:
 
 def median_of(runs: list[dict]) -> dict:
     """Medians of the numeric figures; other values (runtime name, None) from the first run."""
-    return {k: (statistics.median(r[k] for r in runs) if isinstance(v, (int, float)) else v)
-            for k, v in runs[0].items()}
+    return {
+        k: (statistics.median(r[k] for r in runs) if isinstance(v, (int, float)) else v) for k, v in runs[0].items()
+    }
 
 
 def main() -> None:
@@ -148,8 +174,11 @@ def main() -> None:
         print(json.dumps((ours_fit if step == "fit" else ours_serve)(category, a.threads, model_dir)))
         return
     root = Path(a.data_directory)
-    cats = a.categories.split(",") if a.categories else sorted(
-        d.name for d in root.iterdir() if (d / "train" / "good").is_dir())
+    cats = (
+        a.categories.split(",")
+        if a.categories
+        else sorted(d.name for d in root.iterdir() if (d / "train" / "good").is_dir())
+    )
     py = anomalib_python(a.anomalib_python)
     weights = Path(tempfile.mkdtemp()) / "mobilenetv2_features.pt"
     shared_weights(weights)
@@ -158,30 +187,55 @@ def main() -> None:
         runs: dict[str, list[dict]] = {"ours": [], "anomalib": []}
         for _ in range(a.repeats):  # alternate the two sides
             runs["ours"].append(ours(str(root / cat), a.threads, sys.executable))
-            runs["anomalib"].append(run_json([py, str(HERE / "_anomalib_worker.py"), "--category", str(root / cat),
-                                              "--weights", str(weights), "--threads", str(a.threads)]))
+            runs["anomalib"].append(
+                run_json(
+                    [
+                        py,
+                        str(HERE / "_anomalib_worker.py"),
+                        "--category",
+                        str(root / cat),
+                        "--weights",
+                        str(weights),
+                        "--threads",
+                        str(a.threads),
+                    ]
+                )
+            )
         out["categories"][cat] = {side: median_of(r) for side, r in runs.items()}
         print(f"{cat}: {json.dumps(out['categories'][cat])}", file=sys.stderr, flush=True)
     for side in ("ours", "anomalib"):
-        out[side] = {k: (statistics.mean(out["categories"][c][side][k] for c in cats)
-                         if out["categories"][cats[0]][side][k] is not None else None) for k in KEYS}
+        out[side] = {
+            k: (
+                statistics.mean(out["categories"][c][side][k] for c in cats)
+                if out["categories"][cats[0]][side][k] is not None
+                else None
+            )
+            for k in KEYS
+        }
     out["ratios"] = {k: out["ours"][k] / out["anomalib"][k] for k in RATIOS}
     out["image_auroc_diff"] = out["ours"]["image_auroc"] - out["anomalib"]["image_auroc"]
     first = out["categories"][cats[0]]["ours"]
-    print(f"threads: {a.threads}; medians of {a.repeats} alternating runs; 96x96; MobileNetV2 features.6+13; "
-          "10 % coreset; 9 neighbours; MALLOC_MMAP_THRESHOLD_=1048576 on both sides; our answers through "
-          f"the default runtime ({first['runtime']}); our export conversion peaked at "
-          f"{max(out['categories'][c]['ours']['export_peak_rss_mb'] for c in cats):.0f} MB (not counted)\n")
+    print(
+        f"threads: {a.threads}; medians of {a.repeats} alternating runs; 96x96; MobileNetV2 features.6+13; "
+        "10 % coreset; 9 neighbours; MALLOC_MMAP_THRESHOLD_=1048576 on both sides; our answers through "
+        f"the default runtime ({first['runtime']}); our export conversion peaked at "
+        f"{max(out['categories'][c]['ours']['export_peak_rss_mb'] for c in cats):.0f} MB (not counted)\n"
+    )
     print("| category | side | image AUROC | pixel AUROC | fit s | b1 ms | b32 ms/img | peak RSS MB | bank |")
     print("|---|---|---|---|---|---|---|---|---|")
     for cat in cats + ["mean"]:
         for side in ("ours", "anomalib"):
             r = out[side] if cat == "mean" else out["categories"][cat][side]
             pix = "n/a" if r["pixel_auroc"] is None else f"{r['pixel_auroc']:.3f}"
-            print(f"| {cat} | {side} | {r['image_auroc']:.3f} | {pix} | {r['fit_s']:.2f} | {r['latency_b1_ms']:.2f} | "
-                  f"{r['latency_b32_ms']:.2f} | {r['peak_rss_mb']:.0f} | {r['memory_bank']:.0f} |")
-    print("\nratios ours/anomalib: " + ", ".join(f"{k} {v:.2f}" for k, v in out["ratios"].items())
-          + f"; image AUROC diff {out['image_auroc_diff']:+.4f}")
+            print(
+                f"| {cat} | {side} | {r['image_auroc']:.3f} | {pix} | {r['fit_s']:.2f} | {r['latency_b1_ms']:.2f} | "
+                f"{r['latency_b32_ms']:.2f} | {r['peak_rss_mb']:.0f} | {r['memory_bank']:.0f} |"
+            )
+    print(
+        "\nratios ours/anomalib: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in out["ratios"].items())
+        + f"; image AUROC diff {out['image_auroc_diff']:+.4f}"
+    )
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=2))
 

@@ -19,14 +19,26 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from hard_data import bench_setup, materials
 
-
-KEYS = ("image_auroc", "pixel_auroc", "f1", "fpr", "recall", "best_f1", "best_f1_fpr10", "est_image_auroc",
-        "est_error", "est_pixel_auroc", "fit_s")
-HEADER = ("| material | image AUROC | pixel AUROC | F1 at suggested | FPR at suggested | recall at suggested | best F1 | "
-          "best F1 (FPR <= 0.10) | estimated image AUROC | estimate - truth | estimated pixel AUROC | fit s |")
+KEYS = (
+    "image_auroc",
+    "pixel_auroc",
+    "f1",
+    "fpr",
+    "recall",
+    "best_f1",
+    "best_f1_fpr10",
+    "est_image_auroc",
+    "est_error",
+    "est_pixel_auroc",
+    "fit_s",
+)
+HEADER = (
+    "| material | image AUROC | pixel AUROC | F1 at suggested | FPR at suggested | recall at suggested | "
+    "best F1 | best F1 (FPR <= 0.10) | estimated image AUROC | estimate - truth | estimated pixel AUROC | "
+    "fit s |"
+)
 
 
 def main() -> None:
@@ -45,14 +57,25 @@ def main() -> None:
         r = evaluate(grids, scores, test, model.threshold)
         v = model.metadata["validation"]
         est = v.get("image_auroc")
-        rows[m] = {"image_auroc": r["image_auroc"], "pixel_auroc": r["pixel_auroc"], "f1": r["f1"] or 0.0,
-                   "fpr": r["fpr"], "recall": r["recall"], "best_f1": r["best_f1"],
-                   "best_f1_fpr10": best_f1(test.anomalous, scores, max_fpr=0.10)[0],  # type: ignore[index]
-                   "best_threshold": r["best_threshold"], "threshold": model.threshold,
-                   "est_image_auroc": est, "est_error": None if est is None else est - r["image_auroc"],
-                   "est_folds": v.get("image_auroc_folds"), "est_pixel_auroc": v.get("pixel_auroc"),
-                   "est_f1": v.get("f1"), "est_fpr": v.get("fpr"), "fit_s": fit_s,
-                   "validation_s": model.metadata["timings"]["validationSeconds"]}
+        rows[m] = {
+            "image_auroc": r["image_auroc"],
+            "pixel_auroc": r["pixel_auroc"],
+            "f1": r["f1"] or 0.0,
+            "fpr": r["fpr"],
+            "recall": r["recall"],
+            "best_f1": r["best_f1"],
+            "best_f1_fpr10": best_f1(test.anomalous, scores, max_fpr=0.10)[0],  # type: ignore[index]
+            "best_threshold": r["best_threshold"],
+            "threshold": model.threshold,
+            "est_image_auroc": est,
+            "est_error": None if est is None else est - r["image_auroc"],
+            "est_folds": v.get("image_auroc_folds"),
+            "est_pixel_auroc": v.get("pixel_auroc"),
+            "est_f1": v.get("f1"),
+            "est_fpr": v.get("fpr"),
+            "fit_s": fit_s,
+            "validation_s": model.metadata["timings"]["validationSeconds"],
+        }
         print(_row(m, rows[m]), flush=True)
     families: dict[str, list[str]] = {}
     for m in rows:
@@ -69,12 +92,18 @@ def main() -> None:
             from scipy.stats import spearmanr
 
             rho = spearmanr([rows[m]["est_image_auroc"] for m in ms], [rows[m]["image_auroc"] for m in ms])[0]
-            print(f"{f}: estimate - truth mean {np.mean(e):+.3f}, mean |error| {np.mean(np.abs(e)):.3f}, worst "
-                  f"{max(e, key=abs):+.3f}, rank correlation {rho:.2f}; FPR at suggested: max "
-                  f"{max(rows[m]['fpr'] for m in ms):.2f}")
+            print(
+                f"{f}: estimate - truth mean {np.mean(e):+.3f}, mean |error| {np.mean(np.abs(e)):.3f}, worst "
+                f"{max(e, key=abs):+.3f}, rank correlation {rho:.2f}; FPR at suggested: max "
+                f"{max(rows[m]['fpr'] for m in ms):.2f}"
+            )
     if a.json:
-        Path(a.json).write_text(json.dumps({"configuration": config.as_cli_values(reg), "materials": rows,
-                                            "families": means, "mean": overall}, indent=2))
+        Path(a.json).write_text(
+            json.dumps(
+                {"configuration": config.as_cli_values(reg), "materials": rows, "families": means, "mean": overall},
+                indent=2,
+            )
+        )
 
 
 def _mean(rows: list[dict]) -> dict:
@@ -82,8 +111,13 @@ def _mean(rows: list[dict]) -> dict:
 
 
 def _row(name: str, x: dict) -> str:
-    return "| " + name + " | " + " | ".join(_fmt(x[k], 2 if k in ("fpr", "recall") else 1 if k == "fit_s" else 3)
-                                            for k in KEYS) + " |"
+    return (
+        "| "
+        + name
+        + " | "
+        + " | ".join(_fmt(x[k], 2 if k in ("fpr", "recall") else 1 if k == "fit_s" else 3) for k in KEYS)
+        + " |"
+    )
 
 
 def _fmt(v: float | None, digits: int = 3) -> str:

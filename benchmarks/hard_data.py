@@ -36,13 +36,19 @@ BLOCKS = 4  # the sheet as a 4x4 checkerboard: training crops from the even bloc
 TINTS = {"brick": (0.86, 0.52, 0.42), "grass": (0.52, 0.78, 0.32), "gravel": (0.80, 0.76, 0.70)}
 
 
-def _noise(rng: np.random.Generator, size: int, octaves: int = 5, base: int = 4, persistence: float = 0.5,
-           aspect: tuple[int, int] = (1, 1)) -> np.ndarray:
+def _noise(
+    rng: np.random.Generator,
+    size: int,
+    octaves: int = 5,
+    base: int = 4,
+    persistence: float = 0.5,
+    aspect: tuple[int, int] = (1, 1),
+) -> np.ndarray:
     """Fractal value noise in 0..1 (sum of bicubically upsampled random grids)."""
     out = np.zeros((size, size), np.float32)
     amp, total = 1.0, 0.0
     for o in range(octaves):
-        gy, gx = base * 2 ** o * aspect[0], base * 2 ** o * aspect[1]
+        gy, gx = base * 2**o * aspect[0], base * 2**o * aspect[1]
         grid = rng.random((gy, gx)).astype(np.float32)
         layer = np.asarray(Image.fromarray(grid, mode="F").resize((size, size), Image.Resampling.BICUBIC))
         out += amp * layer
@@ -66,8 +72,13 @@ def sheet(material: str, seed: int = 0) -> np.ndarray:
         img = np.asarray(getattr(skimage.data, material)(), np.float32) / 255.0
         tint = np.asarray(TINTS[material], np.float32)
         img = img[..., None] * (tint / tint.max())
-        return np.asarray(Image.fromarray((img * 255).astype(np.uint8)).resize((SHEET, SHEET),
-                          Image.Resampling.BICUBIC), np.float32) / 255.0
+        return (
+            np.asarray(
+                Image.fromarray((img * 255).astype(np.uint8)).resize((SHEET, SHEET), Image.Resampling.BICUBIC),
+                np.float32,
+            )
+            / 255.0
+        )
     y, x = np.mgrid[0:SHEET, 0:SHEET].astype(np.float32) / SHEET
     if material == "wood":
         warp = _noise(rng, SHEET, 4, 3)
@@ -77,7 +88,7 @@ def sheet(material: str, seed: int = 0) -> np.ndarray:
     if material == "marble":
         turb = _noise(rng, SHEET, 6, 3, 0.6)
         v = 0.5 + 0.5 * np.sin(2 * math.pi * (3 * (x + y) + 5 * turb))
-        v = 0.75 + 0.25 * v ** 0.3 - 0.1 * _noise(rng, SHEET, 5, 8)
+        v = 0.75 + 0.25 * v**0.3 - 0.1 * _noise(rng, SHEET, 5, 8)
         return _colour(np.clip(v, 0, 1), (0.42, 0.42, 0.46), (0.95, 0.94, 0.92))
     if material == "fabric":
         period = 10.0
@@ -93,7 +104,7 @@ def sheet(material: str, seed: int = 0) -> np.ndarray:
     if material == "leather":
         cells = _noise(rng, SHEET, 2, 48, 0.5)
         creases = np.abs(_noise(rng, SHEET, 4, 24) - 0.5) * 2
-        v = 0.5 * cells + 0.35 * creases ** 0.5 + 0.15 * _noise(rng, SHEET, 6, 8)
+        v = 0.5 * cells + 0.35 * creases**0.5 + 0.15 * _noise(rng, SHEET, 6, 8)
         return _colour(np.clip(v, 0, 1), (0.20, 0.11, 0.06), (0.62, 0.40, 0.24))
     raise ValueError(f"unknown material {material!r}; choose from {', '.join(MATERIALS)}")
 
@@ -112,17 +123,17 @@ def crop(sheet_img: np.ndarray, rng: np.random.Generator, size: int, train: bool
     cx = j * cell + inner // 2 + int(rng.integers(0, cell - inner + 1))
     y0 = int(np.clip(cy - side // 2, 0, SHEET - side))
     x0 = int(np.clip(cx - side // 2, 0, SHEET - side))
-    patch = Image.fromarray((sheet_img[y0:y0 + side, x0:x0 + side] * 255).astype(np.uint8))
-    patch = patch.rotate(float(rng.uniform(-8, 8)), resample=Image.Resampling.BILINEAR,
-                         center=(cx - x0, cy - y0))
+    patch = Image.fromarray((sheet_img[y0 : y0 + side, x0 : x0 + side] * 255).astype(np.uint8))
+    patch = patch.rotate(float(rng.uniform(-8, 8)), resample=Image.Resampling.BILINEAR, center=(cx - x0, cy - y0))
     ox, oy = cx - x0 - inner // 2, cy - y0 - inner // 2
     patch = patch.crop((ox, oy, ox + inner, oy + inner)).resize((size, size), Image.Resampling.BILINEAR)
     arr = np.asarray(patch, np.float32) / 255.0 * rng.uniform(0.93, 1.07)
     return np.clip(arr, 0, 1)
 
 
-def add_defect(img: np.ndarray, kind: str, rng: np.random.Generator,
-               other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def add_defect(
+    img: np.ndarray, kind: str, rng: np.random.Generator, other: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """A subtle defect of ``kind`` (2-5 % of the width) on ``img``; returns (image, boolean mask)."""
     s = img.shape[0]
     cx, cy = rng.uniform(0.2 * s, 0.8 * s, size=2)
@@ -131,19 +142,28 @@ def add_defect(img: np.ndarray, kind: str, rng: np.random.Generator,
     delta = float(np.clip(5.0 * img.mean(-1).std(), 0.3, 0.8))
     if kind == "spot":
         r = rng.uniform(0.02, 0.025) * s + 1.0
-        alpha = 0.9 * soft_mask(s, lambda d, k: d.ellipse([(cx - r) * k, (cy - r) * k, (cx + r) * k, (cy + r) * k],
-                                                       fill=255), 0.6)
+        alpha = 0.9 * soft_mask(
+            s, lambda d, k: d.ellipse([(cx - r) * k, (cy - r) * k, (cx + r) * k, (cy + r) * k], fill=255), 0.6
+        )
         colour = np.clip(mean + rng.choice([-1, 1]) * delta, 0, 1)
     elif kind == "scratch":
         length, angle = rng.uniform(0.15, 0.3) * s, rng.uniform(0, math.pi)
         dx, dy = math.cos(angle) * length / 2, math.sin(angle) * length / 2
-        alpha = 0.75 * soft_mask(s, lambda d, k: d.line([(cx - dx) * k, (cy - dy) * k, (cx + dx) * k, (cy + dy) * k],
-                                                    fill=255, width=int(rng.uniform(1.5, 2.5) * k)), 0)
+        alpha = 0.75 * soft_mask(
+            s,
+            lambda d, k: d.line(
+                [(cx - dx) * k, (cy - dy) * k, (cx + dx) * k, (cy + dy) * k],
+                fill=255,
+                width=int(rng.uniform(1.5, 2.5) * k),
+            ),
+            0,
+        )
         colour = np.clip(mean + rng.choice([-1, 1]) * delta, 0, 1)
     elif kind == "stain":
         rx, ry = rng.uniform(0.03, 0.05, size=2) * s + 1.0
-        alpha = 0.55 * soft_mask(s, lambda d, k: d.ellipse([(cx - rx) * k, (cy - ry) * k, (cx + rx) * k, (cy + ry) * k],
-                                                      fill=255), 1.2)
+        alpha = 0.55 * soft_mask(
+            s, lambda d, k: d.ellipse([(cx - rx) * k, (cy - ry) * k, (cx + rx) * k, (cy + ry) * k], fill=255), 1.2
+        )
         colour = np.clip(mean * np.asarray(rng.choice([[1.3, 0.8, 0.6], [0.7, 0.9, 1.3], [1.2, 1.2, 0.6]])), 0, 1)
     elif kind == "dent":  # a shallow bump: lit on one side, shaded on the other
         r = rng.uniform(0.035, 0.05) * s + 1.0
@@ -159,11 +179,11 @@ def add_defect(img: np.ndarray, kind: str, rng: np.random.Generator,
         r0, c0 = (int(v) for v in rng.integers(0, other.shape[0] - p, size=2))
         y0, x0 = int(np.clip(cy - p / 2, 0, s - p)), int(np.clip(cx - p / 2, 0, s - p))
         out = img.copy()
-        piece = other[r0:r0 + p, c0:c0 + p]
-        piece = piece - piece.mean((0, 1)) + img[y0:y0 + p, x0:x0 + p].mean((0, 1))  # same mean colour
-        out[y0:y0 + p, x0:x0 + p] = 0.2 * img[y0:y0 + p, x0:x0 + p] + 0.8 * np.clip(piece, 0, 1)
+        piece = other[r0 : r0 + p, c0 : c0 + p]
+        piece = piece - piece.mean((0, 1)) + img[y0 : y0 + p, x0 : x0 + p].mean((0, 1))  # same mean colour
+        out[y0 : y0 + p, x0 : x0 + p] = 0.2 * img[y0 : y0 + p, x0 : x0 + p] + 0.8 * np.clip(piece, 0, 1)
         mask = np.zeros((s, s), bool)
-        mask[y0:y0 + p, x0:x0 + p] = True
+        mask[y0 : y0 + p, x0 : x0 + p] = True
         return out.astype(np.float32), mask
     else:
         raise ValueError(f"unknown defect {kind!r}")
@@ -171,8 +191,9 @@ def add_defect(img: np.ndarray, kind: str, rng: np.random.Generator,
     return np.clip(out, 0, 1).astype(np.float32), alpha > 0.15
 
 
-def write_material(out: Path, material: str, *, n_train: int = 200, n_good: int = 50, n_bad: int = 50,
-                   size: int = 96, seed: int = 0) -> dict[str, Path]:
+def write_material(
+    out: Path, material: str, *, n_train: int = 200, n_good: int = 50, n_bad: int = 50, size: int = 96, seed: int = 0
+) -> dict[str, Path]:
     """Write ``out/<material>`` (folder layout with masks) and ``out/<material>-ei`` (Edge Impulse)."""
     rng = np.random.default_rng([seed, 77, MATERIALS.index(material)])
     tex = sheet(material, seed)
@@ -193,8 +214,9 @@ def quantised(images: np.ndarray) -> np.ndarray:
     return (np.clip(images, 0, 1) * 255).round().astype(np.float32) / 255
 
 
-def bench_setup(doc: str, defaults: dict[str, str] | None = None,
-                extra: Callable[[argparse.ArgumentParser], None] | None = None) -> tuple[argparse.Namespace, Any, Any]:
+def bench_setup(
+    doc: str, defaults: dict[str, str] | None = None, extra: Callable[[argparse.ArgumentParser], None] | None = None
+) -> tuple[argparse.Namespace, Any, Any]:
     """The measurement scripts' command line (--data, --materials, --param NAME=VALUE, --json, and what
     ``extra`` adds), one torch thread, and the registry and configuration (``defaults`` overridden by
     --param) they measure."""
@@ -223,10 +245,17 @@ FAMILIES = ("dev", "ufoai", "openarena", "nexuiz")
 def add_data_args(ap: argparse.ArgumentParser) -> None:
     """--data, --families-data, --family and --materials: which benchmark materials a script measures."""
     ap.add_argument("--data", default="bench/hard", help="where the dev family lives (written when missing)")
-    ap.add_argument("--families-data", default="bench/families",
-                    help="where the texture families live, one folder each (written when missing)")
-    ap.add_argument("--family", default="dev", help="comma-separated families: dev (this file's), "
-                    "ufoai, openarena, nexuiz (benchmarks/texture_data.py; nexuiz confirms only), or 'all'")
+    ap.add_argument(
+        "--families-data",
+        default="bench/families",
+        help="where the texture families live, one folder each (written when missing)",
+    )
+    ap.add_argument(
+        "--family",
+        default="dev",
+        help="comma-separated families: dev (this file's), "
+        "ufoai, openarena, nexuiz (benchmarks/texture_data.py; nexuiz confirms only), or 'all'",
+    )
     ap.add_argument("--materials", default=None, help="comma-separated materials (default: every one)")
 
 

@@ -52,8 +52,11 @@ def measure(model_dir: str, runtime: str, runs: int) -> dict:
         run(img)
         if i >= 10:
             times.append(time.perf_counter() - t0)
-    return {"median_ms": float(np.median(times) * 1000), "p90_ms": float(np.percentile(times, 90) * 1000),
-            "peak_rss_mb": vm_hwm_mb()}
+    return {
+        "median_ms": float(np.median(times) * 1000),
+        "p90_ms": float(np.percentile(times, 90) * 1000),
+        "peak_rss_mb": vm_hwm_mb(),
+    }
 
 
 def main() -> None:
@@ -67,20 +70,22 @@ def main() -> None:
     if a._measure:
         print(json.dumps(measure(a._measure[0], a._measure[1], a.runs)))
         return
-    from framework.data import load_dataset
-    from framework.train.export import save_with_exports
-    from framework.config import resolve
-    from framework.train.pipeline import train
-    from framework.plugins import get_registry
-
     import torch
+
+    from framework.config import resolve
+    from framework.data import load_dataset
+    from framework.plugins import get_registry
+    from framework.train.export import save_with_exports
+    from framework.train.pipeline import train
 
     torch.set_num_threads(1)
     reg = get_registry()
     ds = load_dataset(a.data)
     results = {}
-    print(f"data: {a.data} ({len(ds.train)} training images, {ds.image_shape}); 1 thread; batch 1; "
-          f"median of {a.runs} runs\n")
+    print(
+        f"data: {a.data} ({len(ds.train)} training images, {ds.image_shape}); 1 thread; batch 1; "
+        f"median of {a.runs} runs\n"
+    )
     print("| scorer | runtime | median ms | p90 ms | file MB | peak RSS MB |")
     print("|---|---|---|---|---|---|")
     for scorer in a.scorers.split(","):
@@ -91,15 +96,22 @@ def main() -> None:
         sizes = {fmt: e["bytes"] / 1e6 for fmt, e in meta["exports"].items()}
         sizes["torch"] = sum((out / f).stat().st_size for f in ("backbone.npz", "scorer_state.npz")) / 1e6
         for runtime in RUNTIMES:
-            proc = subprocess.run([sys.executable, __file__, "--runs", str(a.runs), "--_measure", str(out), runtime],
-                                  capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+            proc = subprocess.run(
+                [sys.executable, __file__, "--runs", str(a.runs), "--_measure", str(out), runtime],
+                capture_output=True,
+                text=True,
+                env=dict(os.environ, OMP_NUM_THREADS="1"),
+            )
             if proc.returncode:
                 raise SystemExit(proc.stderr[-2000:])
             r = json.loads(proc.stdout.strip().splitlines()[-1])
             r["file_mb"] = sizes[runtime]
             results.setdefault(scorer, {})[runtime] = r
-            print(f"| {scorer} | {runtime} | {r['median_ms']:.2f} | {r['p90_ms']:.2f} | {r['file_mb']:.2f} | "
-                  f"{r['peak_rss_mb']:.0f} |", flush=True)
+            print(
+                f"| {scorer} | {runtime} | {r['median_ms']:.2f} | {r['p90_ms']:.2f} | {r['file_mb']:.2f} | "
+                f"{r['peak_rss_mb']:.0f} |",
+                flush=True,
+            )
         results[scorer]["bank"] = meta["scorerState"]
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=2))

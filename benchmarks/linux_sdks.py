@@ -31,9 +31,24 @@ ENV = dict(os.environ, OMP_NUM_THREADS="1", TQDM_DISABLE="1")
 def cold_predict(model_dir: Path, image: Path, runtime: str) -> tuple[float, float]:
     """Wall seconds and peak RSS (MB) of one `vadblocks predict` process."""
     t0 = time.perf_counter()
-    proc = subprocess.run(["/usr/bin/time", "-f", "%M", str(Path(sys.executable).with_name("vadblocks")), "predict",
-                           "--model-directory", str(model_dir), str(image), "--runtime", runtime, "--json"],
-                          capture_output=True, text=True, env=ENV)
+    proc = subprocess.run(
+        [
+            "/usr/bin/time",
+            "-f",
+            "%M",
+            str(Path(sys.executable).with_name("vadblocks")),
+            "predict",
+            "--model-directory",
+            str(model_dir),
+            str(image),
+            "--runtime",
+            runtime,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+    )
     wall = time.perf_counter() - t0
     if proc.returncode:
         raise SystemExit(proc.stderr[-2000:])
@@ -51,13 +66,13 @@ def main() -> None:
     import numpy as np
     from PIL import Image
 
-    from framework.data import load_dataset
-    from framework.serve.eim import write_eim
-    from framework.train.export import save_with_exports
     from framework.config import resolve
-    from framework.train.pipeline import train
+    from framework.data import load_dataset
     from framework.plugins import get_registry
+    from framework.serve.eim import write_eim
     from framework.serve.runtimes import open_runtime
+    from framework.train.export import save_with_exports
+    from framework.train.pipeline import train
 
     reg = get_registry()
     ds = load_dataset(a.data)
@@ -70,8 +85,10 @@ def main() -> None:
 
     for runtime in ("tflite", "onnx"):
         runs = [cold_predict(model_dir, image, runtime) for _ in range(5)]
-        res[f"cold_predict_{runtime}"] = {"wall_s": statistics.median(r[0] for r in runs),
-                                          "peak_rss_mb": statistics.median(r[1] for r in runs)}
+        res[f"cold_predict_{runtime}"] = {
+            "wall_s": statistics.median(r[0] for r in runs),
+            "peak_rss_mb": statistics.median(r[1] for r in runs),
+        }
     runner = open_runtime(model_dir, "tflite")
     x = ds.train.images[:1]
     times = []
@@ -86,8 +103,12 @@ def main() -> None:
     res["eim_bytes"] = eim.stat().st_size
     client = ROOT / "tests" / "sdk" / "python_client.py"
     for mode in ("socket", "shm"):
-        proc = subprocess.run([str(SDK_PYTHON), str(client), str(eim), mode, "1e9", str(image), "--repeat",
-                               str(a.runs)], capture_output=True, text=True, env=ENV)
+        proc = subprocess.run(
+            [str(SDK_PYTHON), str(client), str(eim), mode, "1e9", str(image), "--repeat", str(a.runs)],
+            capture_output=True,
+            text=True,
+            env=ENV,
+        )
         if proc.returncode:
             raise SystemExit(proc.stderr[-2000:])
         out = json.loads(proc.stdout)
@@ -98,14 +119,18 @@ def main() -> None:
     print("| what | figure |\n|---|---|")
     for runtime in ("tflite", "onnx"):
         c = res[f"cold_predict_{runtime}"]
-        print(f"| cold `vadblocks predict` of one image, {runtime} | {c['wall_s']:.2f} s, peak RSS "
-              f"{c['peak_rss_mb']:.0f} MB |")
+        print(
+            f"| cold `vadblocks predict` of one image, {runtime} | {c['wall_s']:.2f} s, peak RSS "
+            f"{c['peak_rss_mb']:.0f} MB |"
+        )
     print(f"| in-process LiteRT, one image (median of {a.runs}) | {res['in_process_litert_ms']:.2f} ms |")
     print(f"| Python SDK classify over the socket (median of {a.runs}) | {res['sdk_socket_ms']:.2f} ms |")
     print(f"| Python SDK classify through shared memory (median of {a.runs}) | {res['sdk_shm_ms']:.2f} ms |")
     print(f"| .eim file (model.tflite + runner) | {res['eim_bytes'] / 1e6:.2f} MB |")
-    print(f"| .eim runner peak RSS (socket / shm session) | {res['runner_peak_rss_mb_socket']:.0f} / "
-          f"{res['runner_peak_rss_mb_shm']:.0f} MB |")
+    print(
+        f"| .eim runner peak RSS (socket / shm session) | {res['runner_peak_rss_mb_socket']:.0f} / "
+        f"{res['runner_peak_rss_mb_shm']:.0f} MB |"
+    )
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=2))
 

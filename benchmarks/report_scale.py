@@ -20,8 +20,16 @@ import tempfile
 import time
 from pathlib import Path
 
-ARGS = ["--headless=new", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--disable-quic", "--no-sandbox"]
+ARGS = [
+    "--headless=new",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--no-sandbox",
+]
 
 
 def main() -> None:
@@ -37,13 +45,31 @@ def main() -> None:
     from framework.demo_data import make_texture_dataset
 
     work = Path(tempfile.mkdtemp())
-    paths = make_texture_dataset(work, "brick", n_train=200, n_test_good=a.test // 2,
-                                 n_test_defect=a.test - a.test // 2)
+    paths = make_texture_dataset(
+        work, "brick", n_train=200, n_test_good=a.test // 2, n_test_defect=a.test - a.test // 2
+    )
     runner = CliRunner()
-    for args in (["train", "--data-directory", str(paths["edge-impulse"]), "--out-directory", str(work / "m"),
-                  "--quiet", "--export", "none"],
-                 ["report", "--model-directory", str(work / "m"), "--data-directory", str(paths["folder"]),
-                  "--out", str(work / "report.html")]):
+    for args in (
+        [
+            "train",
+            "--data-directory",
+            str(paths["edge-impulse"]),
+            "--out-directory",
+            str(work / "m"),
+            "--quiet",
+            "--export",
+            "none",
+        ],
+        [
+            "report",
+            "--model-directory",
+            str(work / "m"),
+            "--data-directory",
+            str(paths["folder"]),
+            "--out",
+            str(work / "report.html"),
+        ],
+    ):
         r = runner.invoke(cli, args, catch_exceptions=False)
         if r.exit_code:
             raise SystemExit(r.output)
@@ -60,28 +86,44 @@ def main() -> None:
             loads.append(time.perf_counter() - t0)
             if len(loads) < 3:
                 page.close()
-        scores = page.evaluate("() => JSON.parse(document.getElementById('report-data').textContent)"
-                               ".samples.map((s) => s.score).sort((a, b) => a - b)")
+        scores = page.evaluate(
+            "() => JSON.parse(document.getElementById('report-data').textContent)"
+            ".samples.map((s) => s.score).sort((a, b) => a - b)"
+        )
         updates, painted = [], []
         for i in range(a.updates):
             page.fill("#threshold-input", repr(scores[(i * 37) % len(scores)]))
             page.press("#threshold-input", "Enter")
             updates.append(page.evaluate("window.__report.lastUpdateMs"))
             # the same change from the input event to the next painted frame
-            painted.append(page.evaluate("""(v) => new Promise((done) => {
+            painted.append(
+                page.evaluate(
+                    """(v) => new Promise((done) => {
                 const input = document.getElementById('threshold-input'), t0 = performance.now();
                 input.value = String(v);
                 input.dispatchEvent(new Event('input'));
                 requestAnimationFrame(() => requestAnimationFrame(() => done(performance.now() - t0)));
-            })""", scores[(i * 53 + 11) % len(scores)]))
+            })""",
+                    scores[(i * 53 + 11) % len(scores)],
+                )
+            )
         browser.close()
-    res.update(load_s=statistics.median(loads), update_ms=statistics.median(updates), update_max_ms=max(updates),
-               painted_ms=statistics.median(painted), painted_max_ms=max(painted))
-    print(f"| test images | report MB | load s (median of 3) | threshold update ms (median / max of {a.updates}) "
-          "| to the next painted frame ms (median / max) |")
+    res.update(
+        load_s=statistics.median(loads),
+        update_ms=statistics.median(updates),
+        update_max_ms=max(updates),
+        painted_ms=statistics.median(painted),
+        painted_max_ms=max(painted),
+    )
+    print(
+        f"| test images | report MB | load s (median of 3) | threshold update ms (median / max of {a.updates}) "
+        "| to the next painted frame ms (median / max) |"
+    )
     print("|---|---|---|---|---|")
-    print(f"| {a.test} | {res['bytes'] / 1e6:.2f} | {res['load_s']:.2f} | {res['update_ms']:.1f} / "
-          f"{res['update_max_ms']:.1f} | {res['painted_ms']:.1f} / {res['painted_max_ms']:.1f} |")
+    print(
+        f"| {a.test} | {res['bytes'] / 1e6:.2f} | {res['load_s']:.2f} | {res['update_ms']:.1f} / "
+        f"{res['update_max_ms']:.1f} | {res['painted_ms']:.1f} / {res['painted_max_ms']:.1f} |"
+    )
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=2))
 

@@ -44,16 +44,26 @@ def run_one(texture: str, n: int, size: int, exact: bool, threads: int, test_dir
         patchcore.CHUNK_PATCHES = 1 << 40  # one chunk: the exact single-stage coreset
     test = load_dataset(Path(test_dir) / texture).test
     images = normal_crops(texture, n, size)
-    ds = Dataset(train=Split(images, np.zeros(n, bool), [f"{i}" for i in range(n)]), test=test,
-                 source="scaling", kind="folder")
+    ds = Dataset(
+        train=Split(images, np.zeros(n, bool), [f"{i}" for i in range(n)]), test=test, source="scaling", kind="folder"
+    )
     t0 = time.perf_counter()
     model = train(ds, progress=False)
     fit_s = time.perf_counter() - t0
     result = evaluate(*model.predict(test.images), test, model.threshold)
-    return {"texture": texture, "images": n, "image_size": size, "coreset": "exact" if exact else "two-stage",
-            "fit_s": fit_s, "timings": model.metadata["timings"], "peak_rss_mb": vm_hwm_mb(),
-            "memory_bank": int(model.scorer.bank.shape[0]), "coreset_stats": model.scorer.coreset_stats,
-            "image_auroc": result["image_auroc"], "pixel_auroc": result["pixel_auroc"]}
+    return {
+        "texture": texture,
+        "images": n,
+        "image_size": size,
+        "coreset": "exact" if exact else "two-stage",
+        "fit_s": fit_s,
+        "timings": model.metadata["timings"],
+        "peak_rss_mb": vm_hwm_mb(),
+        "memory_bank": int(model.scorer.bank.shape[0]),
+        "coreset_stats": model.scorer.coreset_stats,
+        "image_auroc": result["image_auroc"],
+        "pixel_auroc": result["pixel_auroc"],
+    }
 
 
 def main() -> None:
@@ -79,25 +89,43 @@ def main() -> None:
     rows = []
     for texture in textures:
         for n in (int(s) for s in a.sizes.split(",")):
-            for exact in ([False, True] if n <= a.exact_up_to else [False]):
-                cmd = [sys.executable, __file__, "--image-size", str(a.image_size), "--threads", str(a.threads),
-                       "--_one", f"{texture}:{n}:{int(exact)}:{test_dir}"]
+            for exact in [False, True] if n <= a.exact_up_to else [False]:
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--image-size",
+                    str(a.image_size),
+                    "--threads",
+                    str(a.threads),
+                    "--_one",
+                    f"{texture}:{n}:{int(exact)}:{test_dir}",
+                ]
                 proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
                 if proc.returncode:
                     raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
                 rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     print(f"MobileNetV2 + PatchCore defaults, {a.image_size}x{a.image_size}, {a.threads} thread(s)\n")
-    print("| texture | images | coreset | fit s | s per 1k images | peak RSS MB | bank | image AUROC | "
-          "AUROC diff to exact |")
+    print(
+        "| texture | images | coreset | fit s | s per 1k images | peak RSS MB | bank | image AUROC | "
+        "AUROC diff to exact |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        exact = next((e for e in rows if e["coreset"] == "exact" and e["images"] == r["images"]
-                      and e["texture"] == r["texture"]), None)
+        exact = next(
+            (
+                e
+                for e in rows
+                if e["coreset"] == "exact" and e["images"] == r["images"] and e["texture"] == r["texture"]
+            ),
+            None,
+        )
         diff = "" if exact is None or exact is r else f"{r['image_auroc'] - exact['image_auroc']:+.3f}"
-        print(f"| {r['texture']} | {r['images']} | {r['coreset']} | {r['fit_s']:.1f} | "
-              f"{1000 * r['fit_s'] / r['images']:.1f} | {r['peak_rss_mb']:.0f} | {r['memory_bank']} | "
-              f"{r['image_auroc']:.3f} | {diff} |")
+        print(
+            f"| {r['texture']} | {r['images']} | {r['coreset']} | {r['fit_s']:.1f} | "
+            f"{1000 * r['fit_s'] / r['images']:.1f} | {r['peak_rss_mb']:.0f} | {r['memory_bank']} | "
+            f"{r['image_auroc']:.3f} | {diff} |"
+        )
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=2))
 

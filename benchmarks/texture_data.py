@@ -35,30 +35,57 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from hard_data import crop, quantised
+from PIL import Image, ImageFilter
 
 from framework.demo_data import soft_mask, write_dataset
-from hard_data import crop, quantised
 
 SHEET = 512
 DEFECTS = ("scratch", "hole", "stain", "patch", "blur", "missing")
 # family: (Debian package, archive inside it, {material: file inside the archive})
 FAMILIES: dict[str, tuple[str, str, dict[str, str]]] = {
-    "ufoai": ("ufoai-textures", "usr/share/games/ufoai/base/0textures.pk3", {
-        "rock": "textures/tex_nature/rock003.png", "stone": "textures/tex_nature/stone001.png",
-        "sand": "textures/tex_nature/sand.jpg", "drygrass": "textures/tex_nature/grass_tall_dry_a.jpg",
-        "treadplate": "textures/tex_material/metal002.png", "wood": "textures/tex_material/wood003.png",
-        "rockyground": "textures/tex_nature/rockyground01.png", "mossrock": "textures/tex_nature/pjrock16.png"}),
-    "openarena": ("openarena-081-textures", "usr/share/games/openarena/baseoa/pak4-textures.pk3", {
-        "concrete": "textures/base_floor/concrete.jpg", "diamondplate": "textures/base_floor/diamond2c.jpg",
-        "rust": "textures/base_wall/rusted.jpg", "darkconcrete": "textures/base_wall/concrete_dark.jpg",
-        "wovenfloor": "textures/base_floor/clang_floor512.jpg", "wornwall": "textures/base_wall/patch10_beatup4.jpg",
-        "blocks": "textures/gothic_block/blocks15.jpg", "panels": "textures/base_wall/metalfloor_wall_10.jpg"}),
-    "nexuiz": ("nexuiz-textures", "usr/share/games/nexuiz/data/textures.pk3", {
-        "sand": "textures/desertfactory_stone/sand01.tga", "concrete": "textures/desertfactory_stone/concrete02.tga",
-        "bricks": "textures/desertfactory_stone/bricks01.tga", "rustymetal": "textures/desertfactory_metal/metal01.tga",
-        "rustplate": "textures/eX/eXmetalBase05Rust.tga", "earth": "textures/race/ground.tga",
-        "wood": "textures/savdm6ish/wizwood1_2.jpg", "flagstones": "textures/savdm6ish/afloor1_3.jpg"}),
+    "ufoai": (
+        "ufoai-textures",
+        "usr/share/games/ufoai/base/0textures.pk3",
+        {
+            "rock": "textures/tex_nature/rock003.png",
+            "stone": "textures/tex_nature/stone001.png",
+            "sand": "textures/tex_nature/sand.jpg",
+            "drygrass": "textures/tex_nature/grass_tall_dry_a.jpg",
+            "treadplate": "textures/tex_material/metal002.png",
+            "wood": "textures/tex_material/wood003.png",
+            "rockyground": "textures/tex_nature/rockyground01.png",
+            "mossrock": "textures/tex_nature/pjrock16.png",
+        },
+    ),
+    "openarena": (
+        "openarena-081-textures",
+        "usr/share/games/openarena/baseoa/pak4-textures.pk3",
+        {
+            "concrete": "textures/base_floor/concrete.jpg",
+            "diamondplate": "textures/base_floor/diamond2c.jpg",
+            "rust": "textures/base_wall/rusted.jpg",
+            "darkconcrete": "textures/base_wall/concrete_dark.jpg",
+            "wovenfloor": "textures/base_floor/clang_floor512.jpg",
+            "wornwall": "textures/base_wall/patch10_beatup4.jpg",
+            "blocks": "textures/gothic_block/blocks15.jpg",
+            "panels": "textures/base_wall/metalfloor_wall_10.jpg",
+        },
+    ),
+    "nexuiz": (
+        "nexuiz-textures",
+        "usr/share/games/nexuiz/data/textures.pk3",
+        {
+            "sand": "textures/desertfactory_stone/sand01.tga",
+            "concrete": "textures/desertfactory_stone/concrete02.tga",
+            "bricks": "textures/desertfactory_stone/bricks01.tga",
+            "rustymetal": "textures/desertfactory_metal/metal01.tga",
+            "rustplate": "textures/eX/eXmetalBase05Rust.tga",
+            "earth": "textures/race/ground.tga",
+            "wood": "textures/savdm6ish/wizwood1_2.jpg",
+            "flagstones": "textures/savdm6ish/afloor1_3.jpg",
+        },
+    ),
 }
 CONFIRMATION_FAMILY = "nexuiz"
 
@@ -107,8 +134,9 @@ def _blob(rng: np.random.Generator, s: int, cx: float, cy: float, r: float) -> n
     return soft_mask(s, lambda d, m: d.polygon([(x * m, y * m) for x, y in pts], fill=255), 0.8)
 
 
-def add_defect(img: np.ndarray, kind: str, rng: np.random.Generator,
-               other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def add_defect(
+    img: np.ndarray, kind: str, rng: np.random.Generator, other: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """One realistic defect of ``kind`` on ``img`` ((S, S, 3) in 0..1); returns (image, boolean mask)."""
     s = img.shape[0]
     cx, cy = rng.uniform(0.25 * s, 0.75 * s, 2)
@@ -123,15 +151,16 @@ def add_defect(img: np.ndarray, kind: str, rng: np.random.Generator,
             angle += rng.uniform(-0.35, 0.35)
             x, y = pts[-1]
             pts.append((x + math.cos(angle) * length / 3, y + math.sin(angle) * length / 3))
-        alpha = 0.85 * soft_mask(s, lambda d, m: d.line([(x * m, y * m) for x, y in pts], fill=255,
-                                                        width=int(width * m)), 0)
+        alpha = 0.85 * soft_mask(
+            s, lambda d, m: d.line([(x * m, y * m) for x, y in pts], fill=255, width=int(width * m)), 0
+        )
         colour = np.clip(mean + rng.choice([-1, 1]) * rng.uniform(0.25, 0.45), 0, 1)
     elif kind == "hole":  # a dark opening with a lit rim on one side
         r = r * 0.6
         yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
         d = np.hypot(xx - cx, yy - cy) / r
         a = rng.uniform(0, 2 * math.pi)
-        rim = np.exp(-((d - 1.0) / 0.25) ** 2) * (((xx - cx) * math.cos(a) + (yy - cy) * math.sin(a)) / r)
+        rim = np.exp(-(((d - 1.0) / 0.25) ** 2)) * (((xx - cx) * math.cos(a) + (yy - cy) * math.sin(a)) / r)
         out = img * (1 - np.clip(1.2 - d, 0, 1)[..., None] * 0.9) + 0.25 * rim[..., None]
         return np.clip(out, 0, 1).astype(np.float32), d < 1.15
     elif kind == "stain":  # a soft tinted blob (oil, water, rust)
@@ -143,8 +172,13 @@ def add_defect(img: np.ndarray, kind: str, rng: np.random.Generator,
         colour = other
     elif kind == "blur":  # a locally blurred region (out of focus, smeared, molten)
         alpha = _blob(rng, s, cx, cy, r)
-        colour = np.asarray(Image.fromarray((img * 255).astype(np.uint8)).filter(
-            ImageFilter.GaussianBlur(rng.uniform(2.0, 3.5))), np.float32) / 255
+        colour = (
+            np.asarray(
+                Image.fromarray((img * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(rng.uniform(2.0, 3.5))),
+                np.float32,
+            )
+            / 255
+        )
     elif kind == "missing":  # texture worn away to a flat surface of the mean colour
         alpha = _blob(rng, s, cx, cy, r)
         colour = np.broadcast_to(mean * rng.uniform(0.9, 1.1), img.shape)
@@ -155,8 +189,17 @@ def add_defect(img: np.ndarray, kind: str, rng: np.random.Generator,
     return np.clip(out, 0, 1).astype(np.float32), (alpha > 0.25) & changed
 
 
-def write_material(out: Path, family: str, material: str, *, n_train: int = 200, n_good: int = 50,
-                   n_bad: int = 50, size: int = 96, seed: int = 0) -> dict[str, Path]:
+def write_material(
+    out: Path,
+    family: str,
+    material: str,
+    *,
+    n_train: int = 200,
+    n_good: int = 50,
+    n_bad: int = 50,
+    size: int = 96,
+    seed: int = 0,
+) -> dict[str, Path]:
     """Write ``out/<material>`` (folder layout with masks) and ``out/<material>-ei`` (Edge Impulse)."""
     names = list(FAMILIES[family][2])
     all_sheets = sheets(family)

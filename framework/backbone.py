@@ -59,13 +59,15 @@ class Backbone:
             if v < self.min_input_size or v % 8:
                 raise VadblocksError(
                     f"input {side} {v} does not suit backbone {self.name!r}: it must be a multiple of 8 and "
-                    f"at least {self.min_input_size} (resize the images, e.g. --image-size 96)")
+                    f"at least {self.min_input_size} (resize the images, e.g. --image-size 96)"
+                )
 
     def levels_for(self, num_levels: int) -> tuple[FeatureLevel, ...]:
         """The first ``num_levels`` feature levels, or a clear error if there are fewer."""
         if not 1 <= num_levels <= len(self.levels):
             raise VadblocksError(
-                f"backbone {self.name!r} offers {len(self.levels)} feature level(s); {num_levels} requested")
+                f"backbone {self.name!r} offers {len(self.levels)} feature level(s); {num_levels} requested"
+            )
         return self.levels[:num_levels]
 
     def create_module(self, num_levels: int) -> "nn.Module":
@@ -114,7 +116,8 @@ def load_state_by_position(module: "nn.Module", state: "Mapping[str, torch.Tenso
             shape = tuple(val.shape) if isinstance(val, torch.Tensor) else type(val).__name__
             raise VadblocksError(
                 f"weights from {source} do not fit: entry {i} ({names[i]}) has shape {shape}, "
-                f"module expects {key} with shape {tuple(ref.shape)}")
+                f"module expects {key} with shape {tuple(ref.shape)}"
+            )
         new[key] = val.to(ref.dtype)
     module.load_state_dict(new)
 

@@ -36,8 +36,9 @@ class Group(click.Group):
             signum = interrupts.pending()  # e.g. a converter turned the interruption into its own error
         except (KeyboardInterrupt, Interrupted) as exc:
             signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
-        click.echo(f"Error: interrupted by {signal.Signals(signum).name}; stopped without leaving partial output",
-                   err=True)
+        click.echo(
+            f"Error: interrupted by {signal.Signals(signum).name}; stopped without leaving partial output", err=True
+        )
         ctx.exit(128 + int(signum))
 
 
@@ -53,10 +54,15 @@ class PluginParamsCommand(click.Command):
 
                 for p, cond in all_params(get_registry()):
                     where = f" [{cond['value']} only]" if cond else ""
-                    self.params.append(click.Option(
-                        [f"--{p.name}", p.attr], default=None, is_flag=p.type == "flag", flag_value="1"
-                        if p.type == "flag" else None,
-                        help=f"{p.help}{where} ({p.describe_valid()}; default {p.default})"))
+                    self.params.append(
+                        click.Option(
+                            [f"--{p.name}", p.attr],
+                            default=None,
+                            is_flag=p.type == "flag",
+                            flag_value="1" if p.type == "flag" else None,
+                            help=f"{p.help}{where} ({p.describe_valid()}; default {p.default})",
+                        )
+                    )
             except VadblocksError:
                 pass  # reported when the command runs and resolves its parameters
         return super().get_params(ctx)
@@ -101,8 +107,14 @@ def plugins(as_json: bool) -> None:
     reg = get_registry()
 
     def row(e: Any) -> dict[str, Any]:
-        d = {"name": e.name, "plugin": e.plugin, "distribution": e.distribution, "version": e.version,
-             "description": e.cls.description, "parameters": [p.name for p in e.cls.parameters]}
+        d = {
+            "name": e.name,
+            "plugin": e.plugin,
+            "distribution": e.distribution,
+            "version": e.version,
+            "description": e.cls.description,
+            "parameters": [p.name for p in e.cls.parameters],
+        }
         if e.kind == "backbone":
             d["offline_weights"] = bool(e.cls.offline_weights)
         return d
@@ -110,8 +122,10 @@ def plugins(as_json: bool) -> None:
     data = {
         "backbones": [row(e) for e in reg.backbones.values()],
         "scorers": [row(e) for e in reg.scorers.values()],
-        "failed": [{"plugin": f.plugin, "distribution": f.distribution, "name": f.name, "reason": f.reason}
-                   for f in reg.failures],
+        "failed": [
+            {"plugin": f.plugin, "distribution": f.distribution, "name": f.name, "reason": f.reason}
+            for f in reg.failures
+        ],
     }
     if as_json:
         _echo_json(data)
@@ -121,8 +135,11 @@ def plugins(as_json: bool) -> None:
         for d in data[kind]:
             extra = ""
             if kind == "backbones":
-                extra = (" [pretrained weights offline]" if d["offline_weights"]
-                         else " [no offline weights: download or --weights]")
+                extra = (
+                    " [pretrained weights offline]"
+                    if d["offline_weights"]
+                    else " [no offline weights: download or --weights]"
+                )
             click.echo(f"  {d['name']:<20} {d['distribution']} {d['version']}{extra}")
             click.echo(f"  {'':<20} {d['description']}")
     if data["failed"]:
@@ -142,39 +159,78 @@ def params() -> None:
 
 def data_options(f: Any) -> Any:
     """Options describing how to read a data directory."""
-    for opt in reversed([
-        click.option("--data-directory", required=True, type=click.Path(path_type=Path),
-                     help="Edge Impulse data directory (X_split_*.npy) or folder layout (train/good, test/...)."),
-        click.option("--info-file", "--input-file", "info_file", type=click.Path(path_type=Path), default=None,
-                     help="Edge Impulse train_input.json (input shape, classes, scaling)."),
-        click.option("--input-shape", default=None, help="Shape of flattened X rows, e.g. 96,96,3."),
-        click.option("--input-scaling", default=None,
-                     help="Scaling of X values: 0..1 (default), 0..255, -1..1 or -128..127."),
-    ]):
+    for opt in reversed(
+        [
+            click.option(
+                "--data-directory",
+                required=True,
+                type=click.Path(path_type=Path),
+                help="Edge Impulse data directory (X_split_*.npy) or folder layout (train/good, test/...).",
+            ),
+            click.option(
+                "--info-file",
+                "--input-file",
+                "info_file",
+                type=click.Path(path_type=Path),
+                default=None,
+                help="Edge Impulse train_input.json (input shape, classes, scaling).",
+            ),
+            click.option("--input-shape", default=None, help="Shape of flattened X rows, e.g. 96,96,3."),
+            click.option(
+                "--input-scaling", default=None, help="Scaling of X values: 0..1 (default), 0..255, -1..1 or -128..127."
+            ),
+        ]
+    ):
         f = opt(f)
     return f
 
 
 @cli.command(cls=PluginParamsCommand, context_settings=EXTRA_ARGS)
 @data_options
-@click.option("--out-directory", required=True, type=click.Path(path_type=Path),
-              help="Where the model files are written (atomically).")
-@click.option("--image-size", type=click.IntRange(min=0), default=None,
-              help="Resize images to SIZE x SIZE (folder layouts default to 96; 0 keeps the files' own size, "
-              "which must then be the same for all).")
-@click.option("--weights", default=None, help="Backbone weights file (.pt/.pth state dict or .npz) to use "
-              "instead of the default source.")
-@click.option("--export", "export", default="onnx,tflite,tflite-int8", envvar="VADBLOCKS_EXPORT",
-              show_default=True, help="Model files to write: comma-separated onnx, tflite, tflite-int8, or none "
-              "(env VADBLOCKS_EXPORT).")
+@click.option(
+    "--out-directory",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Where the model files are written (atomically).",
+)
+@click.option(
+    "--image-size",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Resize images to SIZE x SIZE (folder layouts default to 96; 0 keeps the files' own size, "
+    "which must then be the same for all).",
+)
+@click.option(
+    "--weights",
+    default=None,
+    help="Backbone weights file (.pt/.pth state dict or .npz) to use instead of the default source.",
+)
+@click.option(
+    "--export",
+    "export",
+    default="onnx,tflite,tflite-int8",
+    envvar="VADBLOCKS_EXPORT",
+    show_default=True,
+    help="Model files to write: comma-separated onnx, tflite, tflite-int8, or none (env VADBLOCKS_EXPORT).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.pass_context
-def train(ctx: click.Context, data_directory: Path, info_file: Path | None, input_shape: str | None,
-          input_scaling: str | None, out_directory: Path, image_size: int | None, weights: str | None,
-          export: str, quiet: bool, **plugin_kwargs: Any) -> None:
+def train(
+    ctx: click.Context,
+    data_directory: Path,
+    info_file: Path | None,
+    input_shape: str | None,
+    input_scaling: str | None,
+    out_directory: Path,
+    image_size: int | None,
+    weights: str | None,
+    export: str,
+    quiet: bool,
+    **plugin_kwargs: Any,
+) -> None:
     """Train on the normal images of a data directory and write the model to --out-directory."""
-    from framework.data import is_edge_impulse_dir, load_dataset
     from framework.config import resolve
+    from framework.data import is_edge_impulse_dir, load_dataset
     from framework.plugins import get_registry
 
     _warn_extra(ctx)
@@ -184,10 +240,15 @@ def train(ctx: click.Context, data_directory: Path, info_file: Path | None, inpu
     formats = _export_formats(export)
     if image_size is None and not is_edge_impulse_dir(data_directory):
         image_size = DEFAULT_FOLDER_IMAGE_SIZE
-    ds = load_dataset(data_directory, input_shape=input_shape, scaling=input_scaling, info_file=info_file,
-                      image_size=image_size or None)
-    from framework.train.export import save_with_exports
+    ds = load_dataset(
+        data_directory,
+        input_shape=input_shape,
+        scaling=input_scaling,
+        info_file=info_file,
+        image_size=image_size or None,
+    )
     from framework.outputs import output_lock
+    from framework.train.export import save_with_exports
     from framework.train.pipeline import train as train_model
 
     with output_lock(out_directory):  # a second train into the same directory is refused at once
@@ -196,9 +257,11 @@ def train(ctx: click.Context, data_directory: Path, info_file: Path | None, inpu
         elapsed = time.perf_counter() - t0
         save_with_exports(model, out_directory, formats, calibration=ds.train.images)
     gh, gw = model.grid_shape
-    click.echo(f"Trained {config.scorer} on {config.backbone} with {len(ds.train)} normal images "
-               f"({ds.image_shape[0]}x{ds.image_shape[1]}) in {elapsed:.1f} s; grid {gh}x{gw}; "
-               f"suggested threshold {model.threshold:.4f} ({model.metadata['thresholdPolicy']['how']})")
+    click.echo(
+        f"Trained {config.scorer} on {config.backbone} with {len(ds.train)} normal images "
+        f"({ds.image_shape[0]}x{ds.image_shape[1]}) in {elapsed:.1f} s; grid {gh}x{gw}; "
+        f"suggested threshold {model.threshold:.4f} ({model.metadata['thresholdPolicy']['how']})"
+    )
     from framework.train.validation import estimate_lines
 
     section = model.metadata["validation"]
@@ -213,28 +276,42 @@ def _export_formats(text: str) -> tuple[str, ...]:
     formats = tuple(f.strip() for f in text.split(",") if f.strip() and f.strip() != "none")
     unknown = [f for f in formats if f not in EXPORT_FILES]
     if unknown:
-        raise VadblocksError(f"--export: {', '.join(unknown)} not known; choose from {', '.join(EXPORT_FILES)} "
-                             "or none")
+        raise VadblocksError(f"--export: {', '.join(unknown)} not known; choose from {', '.join(EXPORT_FILES)} or none")
     return formats
 
 
-RUNTIME_OPTION = click.option("--runtime", default="auto", show_default=True,
-                              type=click.Choice(["auto", "torch", "onnx", "tflite", "tflite-int8"]),
-                              help="Run the model with torch or through one of its exported files, in this "
-                                   "process; auto = model.tflite (LiteRT), else model.onnx (ONNX Runtime), "
-                                   "else torch: the exported graph is 2-3x faster at one thread.")
+RUNTIME_OPTION = click.option(
+    "--runtime",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "torch", "onnx", "tflite", "tflite-int8"]),
+    help="Run the model with torch or through one of its exported files, in this "
+    "process; auto = model.tflite (LiteRT), else model.onnx (ONNX Runtime), "
+    "else torch: the exported graph is 2-3x faster at one thread.",
+)
 
 
-def _test_predictions(model_directory: Path, data_directory: Path, info_file: Path | None, input_shape: str | None,
-                      input_scaling: str | None, runtime: str) -> tuple[dict[str, Any], Any, Any, Any, Any]:
+def _test_predictions(
+    model_directory: Path,
+    data_directory: Path,
+    info_file: Path | None,
+    input_shape: str | None,
+    input_scaling: str | None,
+    runtime: str,
+) -> tuple[dict[str, Any], Any, Any, Any, Any]:
     """Metadata, test split, runtime, grids and scores of a model on a data directory's test split."""
     from framework.data import load_dataset
     from framework.portable.modelfiles import check_model_dir
     from framework.serve.runtimes import open_runtime, resolve_runtime
 
     meta = check_model_dir(model_directory)
-    ds = load_dataset(data_directory, input_shape=input_shape, scaling=input_scaling, info_file=info_file,
-                      image_size=meta["inputShape"][0])
+    ds = load_dataset(
+        data_directory,
+        input_shape=input_shape,
+        scaling=input_scaling,
+        info_file=info_file,
+        image_size=meta["inputShape"][0],
+    )
     if len(ds.test) == 0:
         raise VadblocksError(f"{data_directory} has no test images to test on")
     runtime = resolve_runtime(model_directory, runtime)
@@ -243,36 +320,67 @@ def _test_predictions(model_directory: Path, data_directory: Path, info_file: Pa
     return meta, ds.test, (runtime, engine), grids, scores
 
 
-def _write_report(out: Path, model_directory: Path, meta: dict[str, Any], split: Any, runtime: Any, grids: Any,
-                  scores: Any, threshold: float | None) -> Path:
-    from framework.serve.footprint import measure_latency
+def _write_report(
+    out: Path,
+    model_directory: Path,
+    meta: dict[str, Any],
+    split: Any,
+    runtime: Any,
+    grids: Any,
+    scores: Any,
+    threshold: float | None,
+) -> Path:
     from framework.report.page import report_data, write_report
+    from framework.serve.footprint import measure_latency
 
     name, engine = runtime
     latency = measure_latency(engine, split.images[0])
-    return write_report(out, report_data(meta, split, grids, scores, model_dir=model_directory, runtime=name,
-                                         latency_ms=latency, threshold=threshold))
+    return write_report(
+        out,
+        report_data(
+            meta, split, grids, scores, model_dir=model_directory, runtime=name, latency_ms=latency, threshold=threshold
+        ),
+    )
 
 
 @cli.command(name="test")
 @click.option("--model-directory", required=True, type=click.Path(path_type=Path))
 @data_options
-@click.option("--threshold", type=float, default=None, callback=_finite,
-              help="Override the model's suggested threshold.")
+@click.option(
+    "--threshold", type=float, default=None, callback=_finite, help="Override the model's suggested threshold."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--report", type=click.Path(path_type=Path), default=None,
-              help="Also write the interactive model-testing page (one self-contained HTML file).")
-@click.option("--plots", type=click.Path(path_type=Path), default=None,
-              help="Also write roc.png and scores.png (score distributions) into this folder.")
+@click.option(
+    "--report",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write the interactive model-testing page (one self-contained HTML file).",
+)
+@click.option(
+    "--plots",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write roc.png and scores.png (score distributions) into this folder.",
+)
 @RUNTIME_OPTION
-def test_cmd(model_directory: Path, data_directory: Path, info_file: Path | None, input_shape: str | None,
-             input_scaling: str | None, threshold: float | None, as_json: bool, report: Path | None,
-             plots: Path | None, runtime: str) -> None:
+def test_cmd(
+    model_directory: Path,
+    data_directory: Path,
+    info_file: Path | None,
+    input_shape: str | None,
+    input_scaling: str | None,
+    threshold: float | None,
+    as_json: bool,
+    report: Path | None,
+    plots: Path | None,
+    runtime: str,
+) -> None:
     """Test a model on the test split: F1 at the threshold, image AUROC, pixel AUROC (with masks)."""
     from framework.metrics import evaluate
 
-    meta, split, rt, grids, scores = _test_predictions(model_directory, data_directory, info_file, input_shape,
-                                                       input_scaling, runtime)
+    meta, split, rt, grids, scores = _test_predictions(
+        model_directory, data_directory, info_file, input_shape, input_scaling, runtime
+    )
     thr = meta["nominalThresholdScore"] if threshold is None else threshold
     result = evaluate(grids, scores, split, thr)
     extra = []
@@ -295,10 +403,15 @@ def test_cmd(model_directory: Path, data_directory: Path, info_file: Path | None
     c = result["counts"]
     which = "suggested" if threshold is None else "given"
     click.echo(f"images: {result['n_images']}  threshold: {result['threshold']:.4f} ({which})")
-    best = "" if result["best_f1"] is None else \
-        f" (best F1 on this set: {result['best_f1']:.4f} at threshold {result['best_threshold']:.4f})"
-    click.echo(f"F1 at the {which} threshold: {fmt(result['f1'])}  false positive rate: {fmt(result['fpr'])}  "
-               f"recall: {fmt(result['recall'])}{best}")
+    best = (
+        ""
+        if result["best_f1"] is None
+        else f" (best F1 on this set: {result['best_f1']:.4f} at threshold {result['best_threshold']:.4f})"
+    )
+    click.echo(
+        f"F1 at the {which} threshold: {fmt(result['f1'])}  false positive rate: {fmt(result['fpr'])}  "
+        f"recall: {fmt(result['recall'])}{best}"
+    )
     click.echo(f"image AUROC: {fmt(result['image_auroc'])}  pixel AUROC: {fmt(result['pixel_auroc'])}")
     click.echo(f"tp {c['tp']}  fp {c['fp']}  tn {c['tn']}  fn {c['fn']}")
     for line in extra:
@@ -309,36 +422,62 @@ def test_cmd(model_directory: Path, data_directory: Path, info_file: Path | None
 @click.option("--model-directory", required=True, type=click.Path(path_type=Path))
 @data_options
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="The HTML file to write.")
-@click.option("--threshold", type=float, default=None, callback=_finite,
-              help="Open the page at this threshold (default: suggested).")
+@click.option(
+    "--threshold",
+    type=float,
+    default=None,
+    callback=_finite,
+    help="Open the page at this threshold (default: suggested).",
+)
 @RUNTIME_OPTION
-def report(model_directory: Path, data_directory: Path, info_file: Path | None, input_shape: str | None,
-           input_scaling: str | None, out: Path, threshold: float | None, runtime: str) -> None:
+def report(
+    model_directory: Path,
+    data_directory: Path,
+    info_file: Path | None,
+    input_shape: str | None,
+    input_scaling: str | None,
+    out: Path,
+    threshold: float | None,
+    runtime: str,
+) -> None:
     """Write the interactive model-testing page: samples, grids, threshold, ROC, distributions, metadata."""
-    meta, split, rt, grids, scores = _test_predictions(model_directory, data_directory, info_file, input_shape,
-                                                       input_scaling, runtime)
+    meta, split, rt, grids, scores = _test_predictions(
+        model_directory, data_directory, info_file, input_shape, input_scaling, runtime
+    )
     path = _write_report(out, model_directory, meta, split, rt, grids, scores, threshold)
-    click.echo(f"Report written to {path} ({path.stat().st_size / 1e6:.2f} MB, {len(split)} test images); "
-               "open it in a browser")
+    click.echo(
+        f"Report written to {path} ({path.stat().st_size / 1e6:.2f} MB, {len(split)} test images); open it in a browser"
+    )
 
 
 @cli.command()
 @click.option("--model-directory", required=True, type=click.Path(path_type=Path))
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image per line.")
-@click.option("--heatmaps", type=click.Path(path_type=Path), default=None,
-              help="Write a heatmap overlay PNG per image into this folder.")
-@click.option("--threshold", type=float, default=None, callback=_finite,
-              help="Override the model's suggested threshold.")
+@click.option(
+    "--heatmaps",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write a heatmap overlay PNG per image into this folder.",
+)
+@click.option(
+    "--threshold", type=float, default=None, callback=_finite, help="Override the model's suggested threshold."
+)
 @RUNTIME_OPTION
-def predict(model_directory: Path, images: tuple[Path, ...], as_json: bool, heatmaps: Path | None,
-            threshold: float | None, runtime: str) -> None:
+def predict(
+    model_directory: Path,
+    images: tuple[Path, ...],
+    as_json: bool,
+    heatmaps: Path | None,
+    threshold: float | None,
+    runtime: str,
+) -> None:
     """Score images: per-cell grid, image score and verdict (and heatmaps with --heatmaps)."""
     import numpy as np
 
     from framework.data import load_image
-    from framework.report.heatmap import save_overlay
     from framework.portable.modelfiles import check_model_dir
+    from framework.report.heatmap import save_overlay
     from framework.serve.runtimes import open_runtime
 
     meta = check_model_dir(model_directory)
@@ -357,29 +496,48 @@ def predict(model_directory: Path, images: tuple[Path, ...], as_json: bool, heat
             used.add(name)
             heat = save_overlay(heatmaps / name, img, grid, thr)
         if as_json:
-            _echo_json({"path": str(path), "score": float(score), "anomalous": verdict,
-                        "grid": np.round(grid.astype(float), 6).tolist()})
+            _echo_json(
+                {
+                    "path": str(path),
+                    "score": float(score),
+                    "anomalous": verdict,
+                    "grid": np.round(grid.astype(float), 6).tolist(),
+                }
+            )
         else:
-            click.echo(f"{path}: score {score:.4f} -> {'ANOMALY' if verdict else 'no anomaly'}"
-                       + (f" (heatmap {heat})" if heat else ""))
+            click.echo(
+                f"{path}: score {score:.4f} -> {'ANOMALY' if verdict else 'no anomaly'}"
+                + (f" (heatmap {heat})" if heat else "")
+            )
 
 
 @cli.command()
 @click.option("--model-directory", required=True, type=click.Path(path_type=Path))
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="The .eim file to write.")
-@click.option("--runtime", default="tflite", show_default=True, type=click.Choice(["tflite", "tflite-int8", "onnx"]),
-              help="Model file packed: model.tflite (LiteRT), model_quantized_int8_io.tflite or model.onnx (ONNX "
-                   "Runtime).")
-@click.option("--python", "interpreter", default="/usr/bin/env python3", show_default=True,
-              help="The interpreter of the file's #! line (needs numpy and the runtime's package).")
+@click.option(
+    "--runtime",
+    default="tflite",
+    show_default=True,
+    type=click.Choice(["tflite", "tflite-int8", "onnx"]),
+    help="Model file packed: model.tflite (LiteRT), model_quantized_int8_io.tflite or model.onnx (ONNX Runtime).",
+)
+@click.option(
+    "--python",
+    "interpreter",
+    default="/usr/bin/env python3",
+    show_default=True,
+    help="The interpreter of the file's #! line (needs numpy and the runtime's package).",
+)
 def eim(model_directory: Path, out: Path, runtime: str, interpreter: str) -> None:
     """Pack a model into an .eim executable for Edge Impulse's Linux SDKs and edge-impulse-linux-runner."""
     from framework.serve.eim import write_eim
 
     path = write_eim(model_directory, out, runtime, interpreter)
-    click.echo(f"Wrote {path} ({path.stat().st_size / 1e6:.2f} MB, {runtime}); run it as `{path} SOCKET_PATH` "
-               "or give it to an Edge Impulse Linux SDK (needs Python 3 with numpy and "
-               f"{'onnxruntime' if runtime == 'onnx' else 'ai-edge-litert'})")
+    click.echo(
+        f"Wrote {path} ({path.stat().st_size / 1e6:.2f} MB, {runtime}); run it as `{path} SOCKET_PATH` "
+        "or give it to an Edge Impulse Linux SDK (needs Python 3 with numpy and "
+        f"{'onnxruntime' if runtime == 'onnx' else 'ai-edge-litert'})"
+    )
 
 
 @cli.command()
@@ -421,13 +579,23 @@ def _read_build_args(pairs: tuple[str, ...], files: tuple[Path, ...]) -> dict[st
 @cli.command()
 @click.argument("block_dir", default=".", type=click.Path(path_type=Path))
 @click.option("--tag", default=None, help="Image tag (default: derived from the block's name).")
-@click.option("--build-arg", "build_arg", multiple=True, help="KEY=VALUE passed to docker build (repeatable), "
-              "e.g. BASE_IMAGE=... or PIP_INDEX_URL=...")
-@click.option("--build-args-file", multiple=True, type=click.Path(exists=True, path_type=Path),
-              envvar="VADBLOCKS_BUILD_ARGS_FILE", help="File of KEY=VALUE lines (env VADBLOCKS_BUILD_ARGS_FILE).")
+@click.option(
+    "--build-arg",
+    "build_arg",
+    multiple=True,
+    help="KEY=VALUE passed to docker build (repeatable), e.g. BASE_IMAGE=... or PIP_INDEX_URL=...",
+)
+@click.option(
+    "--build-args-file",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    envvar="VADBLOCKS_BUILD_ARGS_FILE",
+    help="File of KEY=VALUE lines (env VADBLOCKS_BUILD_ARGS_FILE).",
+)
 @click.option("--quiet", is_flag=True, help="Do not stream the build log.")
-def build(block_dir: Path, tag: str | None, build_arg: tuple[str, ...], build_args_file: tuple[Path, ...],
-          quiet: bool) -> None:
+def build(
+    block_dir: Path, tag: str | None, build_arg: tuple[str, ...], build_args_file: tuple[Path, ...], quiet: bool
+) -> None:
     """Build a learning block's Docker image (default: the flagship block in this folder)."""
     from framework.container import runner
 
@@ -438,55 +606,123 @@ def build(block_dir: Path, tag: str | None, build_arg: tuple[str, ...], build_ar
 
 @cli.command(cls=PluginParamsCommand, context_settings=EXTRA_ARGS)
 @data_options
-@click.option("--out-directory", required=True, type=click.Path(path_type=Path),
-              help="Where the study database (tune.db), leaderboard.json, pareto.png and the best model/ go.")
-@click.option("--n-trials", type=click.IntRange(min=1), default=40, show_default=True,
-              help="Trials the study should hold in all (a resumed study or other workers count too).")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Start no new trial after this many seconds.")
-@click.option("--runtime", type=click.Choice(["tflite", "tflite-int8", "onnx"]), default=None,
-              help="Exported file whose latency, size and memory are measured (default: the target's, else tflite).")
+@click.option(
+    "--out-directory",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Where the study database (tune.db), leaderboard.json, pareto.png and the best model/ go.",
+)
+@click.option(
+    "--n-trials",
+    type=click.IntRange(min=1),
+    default=40,
+    show_default=True,
+    help="Trials the study should hold in all (a resumed study or other workers count too).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Start no new trial after this many seconds.",
+)
+@click.option(
+    "--runtime",
+    type=click.Choice(["tflite", "tflite-int8", "onnx"]),
+    default=None,
+    help="Exported file whose latency, size and memory are measured (default: the target's, else tflite).",
+)
 @click.option("--max-latency-ms", type=float, default=None, callback=_finite, help="Latency budget (ms, one image).")
 @click.option("--max-model-kb", type=float, default=None, callback=_finite, help="Model file budget (KB).")
-@click.option("--max-ram-kb", type=float, default=None, callback=_finite,
-              help="Peak activation memory budget (KB).")
-@click.option("--target", type=click.Choice(["low-power", "high-power", "none"]), default="high-power",
-              show_default=True, help="Budget preset (explicit limits win): low-power = int8 TFLite, 1 ms, 300 KB "
-              "file, 512 KB RAM, starting from GMM; high-power = float TFLite, 3 ms, 8 MB, 32 MB, starting from "
-              "PatchCore; none = no limits but the explicit ones.")
-@click.option("--storage", default=None, help="Study database URL shared by workers, e.g. "
-              "postgresql+psycopg://user:pass@host/db (default: sqlite in --out-directory).")
+@click.option("--max-ram-kb", type=float, default=None, callback=_finite, help="Peak activation memory budget (KB).")
+@click.option(
+    "--target",
+    type=click.Choice(["low-power", "high-power", "none"]),
+    default="high-power",
+    show_default=True,
+    help="Budget preset (explicit limits win): low-power = int8 TFLite, 1 ms, 300 KB "
+    "file, 512 KB RAM, starting from GMM; high-power = float TFLite, 3 ms, 8 MB, 32 MB, starting from "
+    "PatchCore; none = no limits but the explicit ones.",
+)
+@click.option(
+    "--storage",
+    default=None,
+    help="Study database URL shared by workers, e.g. "
+    "postgresql+psycopg://user:pass@host/db (default: sqlite in --out-directory).",
+)
 @click.option("--study", "study", default="vadblocks", show_default=True, help="Study name in the storage.")
-@click.option("--accuracy", type=click.Choice(["auto", "synthetic", "labelled"]), default="auto", show_default=True,
-              help="What a trial's accuracy is: synthetic anomalies on held-out normal images, or the labelled "
-                   "test split (auto: labelled when the test split has both classes).")
-@click.option("--image-size", type=click.IntRange(min=8), default=None,
-              help="Fix the image size (default: searched from 96 up to the images' own size, max 320).")
+@click.option(
+    "--accuracy",
+    type=click.Choice(["auto", "synthetic", "labelled"]),
+    default="auto",
+    show_default=True,
+    help="What a trial's accuracy is: synthetic anomalies on held-out normal images, or the labelled "
+    "test split (auto: labelled when the test split has both classes).",
+)
+@click.option(
+    "--image-size",
+    type=click.IntRange(min=8),
+    default=None,
+    help="Fix the image size (default: searched from 96 up to the images' own size, max 320).",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampler seed.")
-@click.option("--export", "export", default="onnx,tflite,tflite-int8", show_default=True,
-              help="Model files of the best model: comma-separated onnx, tflite, tflite-int8, or none.")
+@click.option(
+    "--export",
+    "export",
+    default="onnx,tflite,tflite-int8",
+    show_default=True,
+    help="Model files of the best model: comma-separated onnx, tflite, tflite-int8, or none.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (best, trials, model_directory).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
-def tune(ctx: click.Context, data_directory: Path, info_file: Path | None, input_shape: str | None,
-         input_scaling: str | None, out_directory: Path, n_trials: int, timeout: float | None, runtime: str | None,
-         max_latency_ms: float | None, max_model_kb: float | None, max_ram_kb: float | None, target: str | None,
-         storage: str | None, study: str, accuracy: str, image_size: int | None, seed: int, export: str,
-         as_json: bool, quiet: bool, **plugin_kwargs: Any) -> None:
+def tune(
+    ctx: click.Context,
+    data_directory: Path,
+    info_file: Path | None,
+    input_shape: str | None,
+    input_scaling: str | None,
+    out_directory: Path,
+    n_trials: int,
+    timeout: float | None,
+    runtime: str | None,
+    max_latency_ms: float | None,
+    max_model_kb: float | None,
+    max_ram_kb: float | None,
+    target: str | None,
+    storage: str | None,
+    study: str,
+    accuracy: str,
+    image_size: int | None,
+    seed: int,
+    export: str,
+    as_json: bool,
+    quiet: bool,
+    **plugin_kwargs: Any,
+) -> None:
     """Search configurations for this data and a device budget; --<param> VALUE fixes a parameter.
 
     Trials are judged without labelled anomalies (unless the test split has them), measured on the
     exported file, and kept in a study database that resumes and that several workers can share.
     """
-    from framework.tune import tuner as tuning
     from framework.plugins import get_registry
+    from framework.tune import tuner as tuning
 
     _warn_extra(ctx)
     opts = tuning.TuneOptions(
-        n_trials=n_trials, timeout=timeout, runtime=runtime, target=target, storage=storage, study=study,
-        budget=tuning.Budget(max_latency_ms, max_model_kb, max_ram_kb), accuracy=accuracy, seed=seed,
-        export=_export_formats(export), fixed=_plugin_values(plugin_kwargs), image_size=image_size,
-        progress=not quiet)
+        n_trials=n_trials,
+        timeout=timeout,
+        runtime=runtime,
+        target=target,
+        storage=storage,
+        study=study,
+        budget=tuning.Budget(max_latency_ms, max_model_kb, max_ram_kb),
+        accuracy=accuracy,
+        seed=seed,
+        export=_export_formats(export),
+        fixed=_plugin_values(plugin_kwargs),
+        image_size=image_size,
+        progress=not quiet,
+    )
     data = tuning.DataSource(data_directory, input_shape=input_shape, scaling=input_scaling, info_file=info_file)
     log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
     result = tuning.Tuner(data, out_directory, opts, get_registry(), log=log).run()
@@ -496,14 +732,23 @@ def tune(ctx: click.Context, data_directory: Path, info_file: Path | None, input
     for line in tuning.table(result["trials"]):
         click.echo(line)
     best = result["best"]
-    click.echo(f"Best: trial {best['number']} (image AUROC {best['image_auroc']:.3f}, {best['latency_ms']:.2f} ms, "
-               f"{best['model_kb']:.0f} KB, {best['ram_kb']:.0f} KB RAM); "
-               f"{result['trials_this_worker']} trial(s) here at {result['trials_per_minute']:.1f} per minute")
-    click.echo(f"Parameters: {best['parameter_line']}" + (f" (images {best['image_size']}x{best['image_size']}: "
-               f"--image-size {best['image_size']})" if image_size is None and len(set(
-                   t['image_size'] for t in result['trials'] if t['image_size'])) > 1 else ""))
-    click.echo(f"Model written to {result['model_directory']}; leaderboard {result['leaderboard']}; "
-               f"plot {result['pareto_png']}")
+    click.echo(
+        f"Best: trial {best['number']} (image AUROC {best['image_auroc']:.3f}, {best['latency_ms']:.2f} ms, "
+        f"{best['model_kb']:.0f} KB, {best['ram_kb']:.0f} KB RAM); "
+        f"{result['trials_this_worker']} trial(s) here at {result['trials_per_minute']:.1f} per minute"
+    )
+    click.echo(
+        f"Parameters: {best['parameter_line']}"
+        + (
+            f" (images {best['image_size']}x{best['image_size']}: --image-size {best['image_size']})"
+            if image_size is None and len(set(t["image_size"] for t in result["trials"] if t["image_size"])) > 1
+            else ""
+        )
+    )
+    click.echo(
+        f"Model written to {result['model_directory']}; leaderboard {result['leaderboard']}; "
+        f"plot {result['pareto_png']}"
+    )
 
 
 @cli.command(context_settings=EXTRA_ARGS)
@@ -513,13 +758,30 @@ def tune(ctx: click.Context, data_directory: Path, info_file: Path | None, input
 @click.option("--tag", default=None, help="Image tag (default: derived from the block's name).")
 @click.option("--memory", default=None, help="Memory limit of the container, e.g. 4g (default: none).")
 @click.option("--cpus", type=float, default=None, help="CPUs the container may use, e.g. 1.5 (default: all).")
-@click.option("--tune", "tune_worker", is_flag=True, help="Run `vadblocks tune` in the block's image instead of "
-              "training: the extra arguments are tune's (e.g. --n-trials 20 --storage URL --study NAME).")
-@click.option("--network", default=None, help="Docker network of the container (default: none); e.g. host for a "
-              "tune worker reaching a shared database.")
+@click.option(
+    "--tune",
+    "tune_worker",
+    is_flag=True,
+    help="Run `vadblocks tune` in the block's image instead of "
+    "training: the extra arguments are tune's (e.g. --n-trials 20 --storage URL --study NAME).",
+)
+@click.option(
+    "--network",
+    default=None,
+    help="Docker network of the container (default: none); e.g. host for a tune worker reaching a shared database.",
+)
 @click.pass_context
-def run(ctx: click.Context, block_dir: Path, data_directory: Path, out_directory: Path, tag: str | None,
-        memory: str | None, cpus: float | None, tune_worker: bool, network: str | None) -> None:
+def run(
+    ctx: click.Context,
+    block_dir: Path,
+    data_directory: Path,
+    out_directory: Path,
+    tag: str | None,
+    memory: str | None,
+    cpus: float | None,
+    tune_worker: bool,
+    network: str | None,
+) -> None:
     """Run a learning block's image like Edge Impulse does; extra --<param> VALUE pairs are its parameters.
 
     The container runs without network, with a read-only root filesystem (a tmpfs at /tmp), all
@@ -530,9 +792,19 @@ def run(ctx: click.Context, block_dir: Path, data_directory: Path, out_directory
 
     doc = runner.read_block(block_dir)
     values = {} if tune_worker else runner.parse_extra_args(doc, list(ctx.args))
-    code = runner.run(block_dir, data_directory, out_directory, values, tag=tag, registry=get_registry(),
-                      memory=memory, cpus=cpus, log=click.echo, network=network,
-                      tune_args=list(ctx.args) if tune_worker else None)
+    code = runner.run(
+        block_dir,
+        data_directory,
+        out_directory,
+        values,
+        tag=tag,
+        registry=get_registry(),
+        memory=memory,
+        cpus=cpus,
+        log=click.echo,
+        network=network,
+        tune_args=list(ctx.args) if tune_worker else None,
+    )
     if code:
         click.echo(f"Error: the block exited with status {code}", err=True)
     ctx.exit(code)
@@ -541,10 +813,15 @@ def run(ctx: click.Context, block_dir: Path, data_directory: Path, out_directory
 @cli.command(name="package")
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Block folder to write.")
 @click.option("--scorer", "scorers", multiple=True, help="Scorer to include (repeatable; default: all installed).")
-@click.option("--backbone", "backbones", multiple=True,
-              help="Backbone to include (repeatable; default: all installed).")
-@click.option("--with", "with_", multiple=True, help="Extra package: a local path (built into a wheel) or a "
-              "requirement (repeatable).")
+@click.option(
+    "--backbone", "backbones", multiple=True, help="Backbone to include (repeatable; default: all installed)."
+)
+@click.option(
+    "--with",
+    "with_",
+    multiple=True,
+    help="Extra package: a local path (built into a wheel) or a requirement (repeatable).",
+)
 def package_cmd(out: Path, scorers: tuple[str, ...], backbones: tuple[str, ...], with_: tuple[str, ...]) -> None:
     """Write a custom learning block folder (Dockerfile, parameters.json, wheels) for chosen plugins."""
     from framework.container.package import package
@@ -561,8 +838,13 @@ def init_group() -> None:
 
 @init_group.command(name="scorer")
 @click.argument("name")
-@click.option("--dir", "directory", type=click.Path(path_type=Path), default=None,
-              help="Where to create vadblocks-NAME/ (default: the current folder).")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where to create vadblocks-NAME/ (default: the current folder).",
+)
 def init_scorer_cmd(name: str, directory: Path | None) -> None:
     """Create a scorer package vadblocks-NAME that installs with pip and is discovered immediately."""
     from framework.container.scaffold import init_scorer

@@ -14,8 +14,7 @@ from typing import Any, Iterable, Mapping
 
 from framework import __version__
 from framework.errors import VadblocksError
-from framework.params import (BACKBONE_PARAM, DEFAULT_BACKBONE, DEFAULT_SCORER, SCORER_PARAM, Param,
-                              known_values)
+from framework.params import BACKBONE_PARAM, DEFAULT_BACKBONE, DEFAULT_SCORER, SCORER_PARAM, Param, known_values
 from framework.plugins import Registry
 from framework.training_params import TRAINING_PARAMS
 
@@ -50,15 +49,27 @@ def framework_params(registry: "Registry") -> tuple[Param, Param]:
         raise VadblocksError("no scorer plugin is installed; run `vadblocks plugins` to see what failed")
     if not backbones:
         raise VadblocksError("no backbone plugin is installed; run `vadblocks plugins` to see what failed")
-    scorer_help = "How patches are scored: " + "; ".join(
-        f"{n}: {registry.scorers[n].cls.description}" for n in scorers)
+    scorer_help = "How patches are scored: " + "; ".join(f"{n}: {registry.scorers[n].cls.description}" for n in scorers)
     backbone_help = "Feature extractor: " + "; ".join(
-        f"{n}: {registry.backbones[n].cls.description}" for n in backbones)
+        f"{n}: {registry.backbones[n].cls.description}" for n in backbones
+    )
     return (
-        Param(SCORER_PARAM, "select", DEFAULT_SCORER if DEFAULT_SCORER in scorers else scorers[0],
-              scorer_help, label="Scoring function", options=scorers),
-        Param(BACKBONE_PARAM, "select", DEFAULT_BACKBONE if DEFAULT_BACKBONE in backbones else backbones[0],
-              backbone_help, label="Backbone", options=backbones),
+        Param(
+            SCORER_PARAM,
+            "select",
+            DEFAULT_SCORER if DEFAULT_SCORER in scorers else scorers[0],
+            scorer_help,
+            label="Scoring function",
+            options=scorers,
+        ),
+        Param(
+            BACKBONE_PARAM,
+            "select",
+            DEFAULT_BACKBONE if DEFAULT_BACKBONE in backbones else backbones[0],
+            backbone_help,
+            label="Backbone",
+            options=backbones,
+        ),
     )
 
 
@@ -66,26 +77,28 @@ def all_params(registry: "Registry") -> list[tuple[Param, dict[str, str] | None]
     """Every parameter of the block, each with its ``showIf`` condition (or None)."""
     items: list[tuple[Param, dict[str, str] | None]] = [(p, None) for p in framework_params(registry)]
     items.extend(TRAINING_PARAMS)
-    for kind, selector, entries in (("scorer", SCORER_PARAM, registry.scorers),
-                                    ("backbone", BACKBONE_PARAM, registry.backbones)):
+    for selector, entries in ((SCORER_PARAM, registry.scorers), (BACKBONE_PARAM, registry.backbones)):
         for name, entry in entries.items():
             cond = {"parameter": selector, "operator": "eq", "value": name}
             items.extend((p, cond) for p in entry.cls.parameters)
     return items
 
 
-def parameters_json(registry: "Registry", name: str = "vadblocks visual anomaly detection",
-                    description: str | None = None) -> dict[str, Any]:
+def parameters_json(
+    registry: "Registry", name: str = "vadblocks visual anomaly detection", description: str | None = None
+) -> dict[str, Any]:
     """The block's parameters.json document (Edge Impulse custom learning block schema)."""
     return {
         "version": 1,
         "type": "machine-learning",
         "info": {
             "name": name,
-            "description": description or (
+            "description": description
+            or (
                 "Visual anomaly detection trained on normal images only: a pretrained backbone's patch "
                 "features scored per grid cell by a pluggable scorer (" + ", ".join(registry.scorers) + "). "
-                f"vadblocks {__version__}."),
+                f"vadblocks {__version__}."
+            ),
             "operatesOn": "visual_anomaly_detection",
             "imageInputScaling": "0..1",
             "indRequiresGpu": False,
@@ -150,12 +163,21 @@ def params_from_json(items: Iterable[Mapping[str, Any]], registry: "Registry | N
         base = known.get(name)
         options = tuple(item["valid"]) if ptype == "select" and item.get("valid") else None
         if base is not None and base.type == ptype:
-            out.append(Param(name, ptype, default, base.help, label=base.label,
-                             options=options if ptype == "select" else None, min=base.min, max=base.max,
-                             advanced=base.advanced))
+            out.append(
+                Param(
+                    name,
+                    ptype,
+                    default,
+                    base.help,
+                    label=base.label,
+                    options=options if ptype == "select" else None,
+                    min=base.min,
+                    max=base.max,
+                    advanced=base.advanced,
+                )
+            )
         else:
-            out.append(Param(name, ptype, default, item.get("help") or name, label=item.get("name"),
-                             options=options))
+            out.append(Param(name, ptype, default, item.get("help") or name, label=item.get("name"), options=options))
     return out
 
 

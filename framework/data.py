@@ -64,9 +64,14 @@ class Dataset:
         return (h, w, self.channels)
 
 
-def load_dataset(path: str | Path, *, input_shape: Sequence[int] | str | None = None,
-                 scaling: str | None = None, image_size: int | None = None,
-                 info_file: str | Path | None = None) -> Dataset:
+def load_dataset(
+    path: str | Path,
+    *,
+    input_shape: Sequence[int] | str | None = None,
+    scaling: str | None = None,
+    image_size: int | None = None,
+    info_file: str | Path | None = None,
+) -> Dataset:
     """Load an Edge Impulse data directory or a folder layout (detected by its files)."""
     root = Path(path)
     if not root.is_dir():
@@ -81,16 +86,20 @@ def load_dataset(path: str | Path, *, input_shape: Sequence[int] | str | None = 
         return load_folder(root, image_size=image_size)
     raise VadblocksError(
         f"{root} is neither an Edge Impulse data directory (X_split_train.npy, Y_split_train.npy, ...) nor a "
-        "folder layout (train/good/*.png, test/good/, test/<defect>/)")
+        "folder layout (train/good/*.png, test/good/, test/<defect>/)"
+    )
 
 
 # --- Edge Impulse data directory -----------------------------------------------------------
 
+
 def check_image_size(height: int, width: int, what: str) -> None:
     """Refuse images over :data:`MAX_IMAGE_PIXELS` (the model input) with the fix."""
     if height * width > MAX_IMAGE_PIXELS:
-        raise VadblocksError(f"{what}: images of {width}x{height} are over the {MAX_IMAGE_PIXELS:,}-pixel limit "
-                             "of a model input; pass --image-size (e.g. 224)")
+        raise VadblocksError(
+            f"{what}: images of {width}x{height} are over the {MAX_IMAGE_PIXELS:,}-pixel limit "
+            "of a model input; pass --image-size (e.g. 224)"
+        )
 
 
 def is_edge_impulse_dir(path: str | Path) -> bool:
@@ -108,16 +117,20 @@ def _load_npy(path: Path) -> np.ndarray:
         if mapped.dtype.hasobject:
             raise ValueError("pickle: object array")
         if mapped.size * 4 > MAX_SPLIT_BYTES:
-            raise VadblocksError(f"{path} holds {mapped.size:,} values ({mapped.size * 4 / 2**30:.1f} GiB as float32), "
-                                 f"over the {MAX_SPLIT_BYTES >> 30} GiB limit of one split; split the data or "
-                                 "use smaller images")
+            raise VadblocksError(
+                f"{path} holds {mapped.size:,} values ({mapped.size * 4 / 2**30:.1f} GiB as float32), "
+                f"over the {MAX_SPLIT_BYTES >> 30} GiB limit of one split; split the data or "
+                "use smaller images"
+            )
         return np.array(mapped)
     except VadblocksError:
         raise
     except ValueError as exc:
         if "pickle" in str(exc).lower() or "python objects" in str(exc).lower():
-            raise VadblocksError(f"{path} holds pickled Python objects (an object array); save a plain numeric "
-                                 "array, e.g. np.save(path, x.astype(np.float32))") from None
+            raise VadblocksError(
+                f"{path} holds pickled Python objects (an object array); save a plain numeric "
+                "array, e.g. np.save(path, x.astype(np.float32))"
+            ) from None
         raise VadblocksError(f"{path} is not a valid .npy file: {exc}") from None
     except Exception as exc:  # noqa: BLE001
         raise VadblocksError(f"{path} is not a valid .npy file: {exc}") from None
@@ -151,8 +164,9 @@ def parse_shape(text: str | Sequence[int]) -> tuple[int, int, int]:
     except (TypeError, ValueError):
         shape = ()
     if len(shape) != 3 or shape[2] not in (1, 3) or min(shape) < 1:
-        raise VadblocksError(f"input shape {text!r} is not valid; expected HEIGHT,WIDTH,CHANNELS with 1 or 3 "
-                             "channels, e.g. 96,96,3")
+        raise VadblocksError(
+            f"input shape {text!r} is not valid; expected HEIGHT,WIDTH,CHANNELS with 1 or 3 channels, e.g. 96,96,3"
+        )
     return shape  # type: ignore[return-value]
 
 
@@ -166,15 +180,18 @@ def _infer_shape(dim: int, path: Path) -> tuple[int, int, int]:
     if len(candidates) != 1:
         raise VadblocksError(
             f"{path}: cannot infer the image shape of flattened rows of {dim} values (not a square RGB or "
-            "grayscale image); pass --input-shape H,W,C or a train_input.json with inputShapeString")
+            "grayscale image); pass --input-shape H,W,C or a train_input.json with inputShapeString"
+        )
     return candidates[0]
 
 
-def _images_from_x(x: np.ndarray, path: Path, shape: tuple[int, int, int] | None,
-                   scaling: str) -> tuple[np.ndarray, int]:
+def _images_from_x(
+    x: np.ndarray, path: Path, shape: tuple[int, int, int] | None, scaling: str
+) -> tuple[np.ndarray, int]:
     if not np.issubdtype(x.dtype, np.floating):
-        raise VadblocksError(f"{path} has dtype {x.dtype}; image features must be float32 scaled per "
-                             f"imageInputScaling ({scaling})")
+        raise VadblocksError(
+            f"{path} has dtype {x.dtype}; image features must be float32 scaled per imageInputScaling ({scaling})"
+        )
     if x.ndim == 2:
         shape = shape or _infer_shape(x.shape[1], path)
         if int(np.prod(shape)) != x.shape[1]:
@@ -184,11 +201,13 @@ def _images_from_x(x: np.ndarray, path: Path, shape: tuple[int, int, int] | None
         if x.shape[3] not in (1, 3):
             raise VadblocksError(f"{path} has shape {x.shape}; expected NHWC with 1 or 3 channels")
         if shape and tuple(x.shape[1:]) != tuple(shape):
-            raise VadblocksError(f"inconsistent image sizes: {path} has images of shape {x.shape[1:]}, but the "
-                                  f"input shape is {shape}")
+            raise VadblocksError(
+                f"inconsistent image sizes: {path} has images of shape {x.shape[1:]}, but the input shape is {shape}"
+            )
     else:
-        raise VadblocksError(f"{path} has {x.ndim} dimensions {x.shape}; expected 2 (N, H*W*C flattened) "
-                             "or 4 (N, H, W, C)")
+        raise VadblocksError(
+            f"{path} has {x.ndim} dimensions {x.shape}; expected 2 (N, H*W*C flattened) or 4 (N, H, W, C)"
+        )
     x = x.astype(np.float32, copy=False)
     if x.size and not np.isfinite(x).all():
         bad = int((~np.isfinite(x)).reshape(len(x), -1).any(1).sum())
@@ -197,8 +216,10 @@ def _images_from_x(x: np.ndarray, path: Path, shape: tuple[int, int, int] | None
     if x.size:
         tol = 1e-3 * (hi - lo)
         if x.min() < lo - tol or x.max() > hi + tol:
-            raise VadblocksError(f"{path} values span [{x.min():g}, {x.max():g}] but imageInputScaling is "
-                                 f"{scaling}; pass --input-scaling with the range the data uses")
+            raise VadblocksError(
+                f"{path} values span [{x.min():g}, {x.max():g}] but imageInputScaling is "
+                f"{scaling}; pass --input-scaling with the range the data uses"
+            )
     channels = x.shape[3]
     x = (x - lo) / (hi - lo)
     if channels == 1:
@@ -222,13 +243,20 @@ def _labels_from_y(y: np.ndarray, path: Path, n: int, classes: Sequence[str]) ->
         raise VadblocksError(f"{path} holds non-integer class indices")
     idx = idx.astype(np.int64)
     if len(idx) and (idx.min() < 1 or idx.max() > len(classes)):
-        raise VadblocksError(f"{path} holds class index {int(idx.min() if idx.min() < 1 else idx.max())} "
-                             f"outside 1..{len(classes)} (classes: {list(classes)}; indices are 1-based)")
+        raise VadblocksError(
+            f"{path} holds class index {int(idx.min() if idx.min() < 1 else idx.max())} "
+            f"outside 1..{len(classes)} (classes: {list(classes)}; indices are 1-based)"
+        )
     return [classes[i - 1] for i in idx]
 
 
-def load_edge_impulse(root: Path, *, input_shape: Sequence[int] | str | None = None,
-                      scaling: str | None = None, info_file: str | Path | None = None) -> Dataset:
+def load_edge_impulse(
+    root: Path,
+    *,
+    input_shape: Sequence[int] | str | None = None,
+    scaling: str | None = None,
+    info_file: str | Path | None = None,
+) -> Dataset:
     """Load ``X_split_*.npy`` / ``Y_split_*.npy`` (+ optional train_input.json) from ``root``."""
     info = _read_info(root, info_file)
     scaling = scaling or info.get("imageInputScaling") or "0..1"
@@ -241,8 +269,10 @@ def load_edge_impulse(root: Path, *, input_shape: Sequence[int] | str | None = N
         raise VadblocksError("train_input.json `classes` must be a list of class names")
     for name in EI_FILES[:2]:
         if not (root / name).exists():
-            raise VadblocksError(f"{root / name} is missing: an Edge Impulse data directory needs "
-                                 "X_split_train.npy and Y_split_train.npy")
+            raise VadblocksError(
+                f"{root / name} is missing: an Edge Impulse data directory needs "
+                "X_split_train.npy and Y_split_train.npy"
+            )
     splits = {}
     channels = 3
     for split in ("train", "test"):
@@ -266,20 +296,26 @@ def load_edge_impulse(root: Path, *, input_shape: Sequence[int] | str | None = N
         if split == "train":
             n_anom = labels.count(LABEL_ANOMALY)
             if n_anom:
-                raise VadblocksError(f"{yp}: {n_anom} training sample(s) are labelled {LABEL_ANOMALY!r}; "
-                                     "anomaly detection trains on normal samples only")
+                raise VadblocksError(
+                    f"{yp}: {n_anom} training sample(s) are labelled {LABEL_ANOMALY!r}; "
+                    "anomaly detection trains on normal samples only"
+                )
         elif unknown:
-            raise VadblocksError(f"{yp}: test labels must be {LABEL_ANOMALY!r} or {LABEL_NORMAL!r}; found "
-                                 f"{unknown}")
-        splits[split] = Split(images, np.array([lab == LABEL_ANOMALY for lab in labels], dtype=bool),
-                              [f"{split}/{i}" for i in range(len(images))])
+            raise VadblocksError(f"{yp}: test labels must be {LABEL_ANOMALY!r} or {LABEL_NORMAL!r}; found {unknown}")
+        splits[split] = Split(
+            images,
+            np.array([lab == LABEL_ANOMALY for lab in labels], dtype=bool),
+            [f"{split}/{i}" for i in range(len(images))],
+        )
     train = splits["train"]
     test = splits["test"]
     if test is None:
         test = _empty_split(train.images.shape[1:3])
     elif len(test) and test.images.shape[1:] != train.images.shape[1:]:
-        raise VadblocksError(f"inconsistent image sizes: X_split_train.npy images are {train.images.shape[1:3]} "
-                             f"but X_split_test.npy images are {test.images.shape[1:3]}")
+        raise VadblocksError(
+            f"inconsistent image sizes: X_split_train.npy images are {train.images.shape[1:3]} "
+            f"but X_split_test.npy images are {test.images.shape[1:3]}"
+        )
     return Dataset(train, test, str(root), "edge-impulse", channels=channels, scaling=scaling, extra=info)
 
 
@@ -289,13 +325,15 @@ def _empty_split(hw: Sequence[int]) -> Split:
 
 # --- folder layout ---------------------------------------------------------------------------
 
+
 def load_image(path: str | Path, size: int | None = None) -> np.ndarray:
     """Read an image file as (H, W, 3) float32 in 0..1, resized to ``size`` x ``size`` if given."""
     return read_image(Path(path), size)[0]
 
 
-def read_image(source: Path | BinaryIO, size: int | tuple[int, int] | None = None,
-               name: str | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+def read_image(
+    source: Path | BinaryIO, size: int | tuple[int, int] | None = None, name: str | None = None
+) -> tuple[np.ndarray, tuple[int, int]]:
     """An image file or stream as (H, W, 3) float32 in 0..1 (resized, bilinear, to ``size`` x ``size``
     or to ``size`` = (width, height) if given) and its original (width, height). ``name`` names a
     stream in error messages."""
@@ -332,23 +370,28 @@ def _image_files(folder: Path) -> list[Path]:
 
 def _stack(paths: list[Path], root: Path, size: int | None) -> np.ndarray:
     if size and len(paths) * size * size * 12 > MAX_SPLIT_BYTES:
-        raise VadblocksError(f"{root}: {len(paths):,} images of {size}x{size} need "
-                             f"{len(paths) * size * size * 12 / 2**30:.1f} GiB as float32, over the "
-                             f"{MAX_SPLIT_BYTES >> 30} GiB limit; use fewer or smaller images")
+        raise VadblocksError(
+            f"{root}: {len(paths):,} images of {size}x{size} need "
+            f"{len(paths) * size * size * 12 / 2**30:.1f} GiB as float32, over the "
+            f"{MAX_SPLIT_BYTES >> 30} GiB limit; use fewer or smaller images"
+        )
     arrays = []
     for p in paths:
         arrays.append(load_image(p, size))
         check_image_size(arrays[0].shape[0], arrays[0].shape[1], str(p))
         if len(arrays) * arrays[0].nbytes > MAX_SPLIT_BYTES:
-            raise VadblocksError(f"{root}: {len(paths):,} images of {arrays[0].shape[1]}x{arrays[0].shape[0]} "
-                                 f"exceed the {MAX_SPLIT_BYTES >> 30} GiB limit as float32; pass --image-size")
+            raise VadblocksError(
+                f"{root}: {len(paths):,} images of {arrays[0].shape[1]}x{arrays[0].shape[0]} "
+                f"exceed the {MAX_SPLIT_BYTES >> 30} GiB limit as float32; pass --image-size"
+            )
     if size is None and arrays:
         first = arrays[0].shape
         for p, a in zip(paths, arrays):
             if a.shape != first:
                 raise VadblocksError(
                     f"inconsistent image sizes: {paths[0].relative_to(root)} is {first[1]}x{first[0]} but "
-                    f"{p.relative_to(root)} is {a.shape[1]}x{a.shape[0]}; pass --image-size to resize all")
+                    f"{p.relative_to(root)} is {a.shape[1]}x{a.shape[0]}; pass --image-size to resize all"
+                )
     if not arrays:
         return np.zeros((0, size or 1, size or 1, 3), np.float32)
     return np.stack(arrays)
@@ -371,7 +414,7 @@ def load_folder(root: Path, image_size: int | None = None) -> Dataset:
             test_paths += files
             labels += [sub.name != "good"] * len(files)
     all_images = _stack(train_paths + test_paths, root, image_size)
-    train_images, test_images = all_images[: len(train_paths)], all_images[len(train_paths):]
+    train_images, test_images = all_images[: len(train_paths)], all_images[len(train_paths) :]
     hw = train_images.shape[1:3]
     if not len(test_images):
         test_images = np.zeros((0, hw[0], hw[1], 3), np.float32)
@@ -387,8 +430,13 @@ def load_folder(root: Path, image_size: int | None = None) -> Dataset:
             masks[i] = _load_mask(mp, hw)
             has_mask[i] = True
     any_defect_mask = bool(has_mask[np.array(labels, bool)].any()) if labels else False
-    test = Split(test_images, np.array(labels, bool), [str(p.relative_to(root)) for p in test_paths],
-                 masks if any_defect_mask else None, has_mask if any_defect_mask else None)
+    test = Split(
+        test_images,
+        np.array(labels, bool),
+        [str(p.relative_to(root)) for p in test_paths],
+        masks if any_defect_mask else None,
+        has_mask if any_defect_mask else None,
+    )
     train = Split(train_images, np.zeros(len(train_paths), bool), [str(p.relative_to(root)) for p in train_paths])
     return Dataset(train, test, str(root), "folder")
 

@@ -43,7 +43,7 @@ def _texture(name: str) -> np.ndarray:
 def _crop(tex: np.ndarray, rng: np.random.Generator, size: int) -> np.ndarray:
     r = int(rng.integers(0, tex.shape[0] - CROP + 1))
     c = int(rng.integers(0, tex.shape[1] - CROP + 1))
-    patch = tex[r:r + CROP, c:c + CROP]
+    patch = tex[r : r + CROP, c : c + CROP]
     if rng.random() < 0.5:
         patch = patch[:, ::-1]
     if rng.random() < 0.5:
@@ -72,8 +72,9 @@ def soft_mask(size: int, draw_fn, blur: float) -> np.ndarray:
     return np.asarray(small, dtype=np.float32) / 255.0
 
 
-def add_defect(img: np.ndarray, kind: str, rng: np.random.Generator,
-               other: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def add_defect(
+    img: np.ndarray, kind: str, rng: np.random.Generator, other: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Return (defective image, boolean mask) for one defect ``kind`` on ``img`` ((S, S, 3) in 0..1)."""
     s = img.shape[0]
     out = img.copy()
@@ -82,18 +83,25 @@ def add_defect(img: np.ndarray, kind: str, rng: np.random.Generator,
         length, angle = rng.uniform(0.4 * s, 0.6 * s), rng.uniform(0, np.pi)
         dx, dy = np.cos(angle) * length / 2, np.sin(angle) * length / 2
         width = rng.uniform(0.03 * s, 0.045 * s)
-        alpha = soft_mask(s, lambda d, k: d.line([(cx - dx) * k, (cy - dy) * k, (cx + dx) * k, (cy + dy) * k],
-                                                   fill=255, width=int(width * k)), 0)
+        alpha = soft_mask(
+            s,
+            lambda d, k: d.line(
+                [(cx - dx) * k, (cy - dy) * k, (cx + dx) * k, (cy + dy) * k], fill=255, width=int(width * k)
+            ),
+            0,
+        )
         color = np.array([0.95, 0.95, 0.92]) if rng.random() < 0.5 else np.array([0.05, 0.05, 0.06])
     elif kind == "spot":
         r = rng.uniform(0.06 * s, 0.09 * s)
-        alpha = soft_mask(s, lambda d, k: d.ellipse([(cx - r) * k, (cy - r) * k, (cx + r) * k, (cy + r) * k],
-                                                      fill=255), 0.5)
+        alpha = soft_mask(
+            s, lambda d, k: d.ellipse([(cx - r) * k, (cy - r) * k, (cx + r) * k, (cy + r) * k], fill=255), 0.5
+        )
         color = np.array([0.02, 0.02, 0.02]) if rng.random() < 0.5 else np.array([0.98, 0.98, 0.98])
     elif kind == "stain":
         rx, ry = rng.uniform(0.07 * s, 0.12 * s, size=2)
-        alpha = 0.75 * soft_mask(s, lambda d, k: d.ellipse([(cx - rx) * k, (cy - ry) * k, (cx + rx) * k,
-                                                              (cy + ry) * k], fill=255), 1.5)
+        alpha = 0.75 * soft_mask(
+            s, lambda d, k: d.ellipse([(cx - rx) * k, (cy - ry) * k, (cx + rx) * k, (cy + ry) * k], fill=255), 1.5
+        )
         tint = rng.choice([[0.55, 0.3, 0.1], [0.2, 0.35, 0.6], [0.6, 0.1, 0.15]])
         color = np.asarray(tint) * img.mean()
         color = np.clip(color / max(color.max(), 1e-6) * 0.6, 0, 1)
@@ -102,11 +110,11 @@ def add_defect(img: np.ndarray, kind: str, rng: np.random.Generator,
             raise VadblocksError("cut-paste needs a second texture")
         p = int(rng.uniform(0.25 * s, 0.35 * s))
         r0, c0 = (int(v) for v in rng.integers(0, other.shape[0] - p, size=2))
-        patch = np.rot90(other[r0:r0 + p, c0:c0 + p], k=int(rng.integers(1, 4)))
+        patch = np.rot90(other[r0 : r0 + p, c0 : c0 + p], k=int(rng.integers(1, 4)))
         y0, x0 = int(np.clip(cy - p / 2, 0, s - p)), int(np.clip(cx - p / 2, 0, s - p))
-        out[y0:y0 + p, x0:x0 + p] = patch
+        out[y0 : y0 + p, x0 : x0 + p] = patch
         mask = np.zeros((s, s), bool)
-        mask[y0:y0 + p, x0:x0 + p] = True
+        mask[y0 : y0 + p, x0 : x0 + p] = True
         return out, mask
     else:
         raise VadblocksError(f"unknown defect kind {kind!r}; choose from {', '.join(DEFECTS)}")
@@ -121,8 +129,16 @@ def save_png(path: Path, arr: np.ndarray) -> None:
     Image.fromarray(data).save(path)
 
 
-def make_texture_dataset(out: Path, texture: str, *, n_train: int = 200, n_test_good: int = 24,
-                         n_test_defect: int = 24, size: int = 96, seed: int = 0) -> dict[str, Path]:
+def make_texture_dataset(
+    out: Path,
+    texture: str,
+    *,
+    n_train: int = 200,
+    n_test_good: int = 24,
+    n_test_defect: int = 24,
+    size: int = 96,
+    seed: int = 0,
+) -> dict[str, Path]:
     """Write ``out/<texture>`` (folder layout) and ``out/<texture>-ei`` (Edge Impulse data directory)."""
     rng = np.random.default_rng([seed, TEXTURES.index(texture) if texture in TEXTURES else 99])
     tex = _texture(texture)
@@ -137,8 +153,9 @@ def make_texture_dataset(out: Path, texture: str, *, n_train: int = 200, n_test_
     return write_dataset(out / texture, out / f"{texture}-ei", train, test_good, test_bad)
 
 
-def write_dataset(folder: Path, ei: Path, train: np.ndarray, good: list[np.ndarray],
-                  bad: list[tuple[str, np.ndarray, np.ndarray]]) -> dict[str, Path]:
+def write_dataset(
+    folder: Path, ei: Path, train: np.ndarray, good: list[np.ndarray], bad: list[tuple[str, np.ndarray, np.ndarray]]
+) -> dict[str, Path]:
     """Write one dataset both ways: ``folder`` (train/good, test/good, test/<kind>, ground_truth/<kind>
     masks) and ``ei`` (an Edge Impulse data directory). ``bad`` holds (kind, image, mask) triples;
     images are (S, S, 3) float32 in 0..1."""
@@ -156,9 +173,17 @@ def write_dataset(folder: Path, ei: Path, train: np.ndarray, good: list[np.ndarr
     np.save(ei / "Y_split_train.npy", np.full((len(train), 1), 2, np.int64))  # 2 = "no anomaly"
     np.save(ei / "X_split_test.npy", x_test.reshape(len(x_test), -1).astype(np.float32))
     np.save(ei / "Y_split_test.npy", np.array([[2]] * len(good) + [[1]] * len(bad), np.int64))
-    (ei / "train_input.json").write_text(json.dumps({
-        "classes": ["anomaly", "no anomaly"], "inputShapeString": f"({size}, {size}, 3)",
-        "imageInputScaling": "0..1"}, indent=2) + "\n")
+    (ei / "train_input.json").write_text(
+        json.dumps(
+            {
+                "classes": ["anomaly", "no anomaly"],
+                "inputShapeString": f"({size}, {size}, 3)",
+                "imageInputScaling": "0..1",
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     return {"folder": folder, "edge-impulse": ei}
 
 
@@ -177,8 +202,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--size", type=int, default=96)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
-    paths = make_demo_dataset(a.out, tuple(t for t in a.textures.split(",") if t), n_train=a.train,
-                              n_test_good=a.test, n_test_defect=a.test, size=a.size, seed=a.seed)
+    paths = make_demo_dataset(
+        a.out,
+        tuple(t for t in a.textures.split(",") if t),
+        n_train=a.train,
+        n_test_good=a.test,
+        n_test_defect=a.test,
+        size=a.size,
+        seed=a.seed,
+    )
     for t, p in paths.items():
         print(f"{t}: {p['folder']} (folder layout), {p['edge-impulse']} (Edge Impulse)")
 

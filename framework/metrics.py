@@ -84,8 +84,10 @@ def evaluate(grids: np.ndarray, scores: np.ndarray, split: Split, threshold: flo
     (or, for pixels, lacks masks).
     """
     if len(split) == 0:
-        raise VadblocksError("the test split is empty: model testing needs labelled test images "
-                             "(X_split_test.npy / Y_split_test.npy, or test/good and test/<defect>/ folders)")
+        raise VadblocksError(
+            "the test split is empty: model testing needs labelled test images "
+            "(X_split_test.npy / Y_split_test.npy, or test/good and test/<defect>/ folders)"
+        )
     y = split.anomalous.astype(bool)
     pred = scores > threshold
     tp = int((pred & y).sum())

@@ -45,8 +45,10 @@ def output_lock(out: str | Path) -> Iterator[None]:
             except OSError as exc:
                 os.close(fd)
                 if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                    raise VadblocksError(f"another vadblocks process is writing {out}; wait for it to finish or "
-                                         "choose another --out-directory") from None
+                    raise VadblocksError(
+                        f"another vadblocks process is writing {out}; wait for it to finish or "
+                        "choose another --out-directory"
+                    ) from None
                 raise
             try:
                 same = os.path.samestat(os.fstat(fd), os.stat(path))
@@ -108,8 +110,10 @@ def atomic_directory(out: str | Path) -> Iterator[Path]:
                 os.replace(tmp, out)
         except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise VadblocksError(f"cannot write the output to {out}: {exc.strerror or exc}; nothing was written "
-                                 "(free some space or choose another --out-directory)") from None
+            raise VadblocksError(
+                f"cannot write the output to {out}: {exc.strerror or exc}; nothing was written "
+                "(free some space or choose another --out-directory)"
+            ) from None
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

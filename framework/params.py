@@ -168,13 +168,13 @@ class Param:
             if isinstance(raw, bool):
                 raise bad
             try:
-                value = float(raw)
+                number = float(raw)
             except (TypeError, ValueError):
                 raise bad from None
-            if not math.isfinite(value):
+            if not math.isfinite(number):
                 raise bad
-            self._check_range(value, raw)
-            return value
+            self._check_range(number, raw)
+            return number
         text = str(raw)
         if self.type == "select" and text not in (self.options or ()):
             raise bad
@@ -190,7 +190,8 @@ class Param:
             "name": self.display_name,
             "value": self.default,
             "type": self.type,
-            "help": self.help if self.type in ("select", "string", "boolean", "flag")
+            "help": self.help
+            if self.type in ("select", "string", "boolean", "flag")
             else f"{self.help} ({self.describe_valid()})",
             "param": self.name,
         }
@@ -230,6 +231,8 @@ def known_values(values: Mapping[str, Any] | None, known: Iterable[str]) -> dict
     known = list(known)
     unknown = sorted(set(values) - set(known))
     if unknown:
-        raise VadblocksError(f"unknown parameter(s): {', '.join('--' + u for u in unknown)}; "
-                             f"known parameters: {', '.join('--' + n for n in known)}")
+        raise VadblocksError(
+            f"unknown parameter(s): {', '.join('--' + u for u in unknown)}; "
+            f"known parameters: {', '.join('--' + n for n in known)}"
+        )
     return values

@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib.metadata as md
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 import pluggy
 
@@ -24,13 +24,32 @@ from framework.errors import VadblocksError
 from framework.params import BACKBONE_PARAM, SCORER_PARAM
 from framework.training_params import TRAINING_PARAMS
 
+if TYPE_CHECKING:  # pragma: no cover - the base classes import nothing heavy, but plugins need not load them
+    from framework.backbone import Backbone
+    from framework.scorer import Scorer
+
 GROUP = "vadblocks"
 HOST_DIST = "vadblocks"
 ALLOWLIST_ENV = "VADBLOCKS_LOAD_PLUGINS"
-RESERVED_PARAMS = {SCORER_PARAM, BACKBONE_PARAM, "data-directory", "out-directory", "model-directory",
-                   "info-file", "input-file", "input-shape", "input-scaling", "image-size", "weights",
-                   "threshold", "json", "help", "runtime", "seed",
-                   *(p.name for p, _ in TRAINING_PARAMS)}
+RESERVED_PARAMS = {
+    SCORER_PARAM,
+    BACKBONE_PARAM,
+    "data-directory",
+    "out-directory",
+    "model-directory",
+    "info-file",
+    "input-file",
+    "input-shape",
+    "input-scaling",
+    "image-size",
+    "weights",
+    "threshold",
+    "json",
+    "help",
+    "runtime",
+    "seed",
+    *(p.name for p, _ in TRAINING_PARAMS),
+}
 
 
 @dataclass(frozen=True)
@@ -39,7 +58,7 @@ class PluginEntry:
 
     name: str
     kind: str  # "backbone" | "scorer"
-    cls: type
+    cls: Union[type["Backbone"], type["Scorer"]]
     plugin: str  # entry-point name
     distribution: str
     version: str
@@ -71,10 +90,10 @@ class Registry:
         for f in self.failures:
             if f.name == name or (f.name is None and f.plugin == name):
                 raise VadblocksError(
-                    f"{kind} {name!r} is unavailable: plugin {f.plugin!r} ({f.distribution}) failed: {f.reason}")
+                    f"{kind} {name!r} is unavailable: plugin {f.plugin!r} ({f.distribution}) failed: {f.reason}"
+                )
         known = ", ".join(table) or "none"
-        raise VadblocksError(f"unknown {kind} {name!r}; installed {kind}s: {known} "
-                             "(`vadblocks plugins` lists them)")
+        raise VadblocksError(f"unknown {kind} {name!r}; installed {kind}s: {known} (`vadblocks plugins` lists them)")
 
     def backbone(self, name: str) -> PluginEntry:
         """The backbone called ``name``, or a clear error."""
@@ -107,8 +126,10 @@ def load_plugins() -> Registry:
     allow = _allowlist()
     seen: set[str] = set()
     # The host's own built-ins first (they keep their names on a clash), then the rest by name.
-    eps = sorted(md.entry_points(group=GROUP),
-                 key=lambda e: (getattr(e.dist, "name", "") != HOST_DIST, getattr(e.dist, "name", ""), e.name))
+    eps = sorted(
+        md.entry_points(group=GROUP),
+        key=lambda e: (getattr(e.dist, "name", "") != HOST_DIST, getattr(e.dist, "name", ""), e.name),
+    )
     for ep in eps:
         dist = ep.dist.name if ep.dist else "unknown"
         version = ep.dist.version if ep.dist else "?"
@@ -139,28 +160,29 @@ def _collect(pm: pluggy.PluginManager, registry: Registry) -> None:
     from framework.scorer import Scorer
 
     param_owner: dict[str, str] = {}
-    for hook_name, kind, base in (("register_scorers", "scorer", Scorer),
-                                  ("register_backbones", "backbone", Backbone)):
+    for hook_name, kind, base in (("register_scorers", "scorer", Scorer), ("register_backbones", "backbone", Backbone)):
         for impl in getattr(pm.hook, hook_name).get_hookimpls():
             plugin = impl.plugin_name
             dist, version = registry.plugins.get(plugin, ("unknown", "?"))
             pending: list[PluginEntry] = []
 
-            def register(cls: Any, *, _plugin=plugin, _dist=dist, _version=version, _kind=kind,
-                         _base=base, _pending=pending) -> None:
+            def register(
+                cls: Any, *, _plugin=plugin, _dist=dist, _version=version, _kind=kind, _base=base, _pending=pending
+            ) -> None:
                 _pending.append(_check_class(cls, _kind, _base, _plugin, _dist, _version))
 
             try:
                 impl.function(register=register)
             except Exception as exc:  # noqa: BLE001
-                registry.failures.append(PluginFailure(
-                    plugin, dist, f"{hook_name} raised {type(exc).__name__}: {exc}"))
+                registry.failures.append(PluginFailure(plugin, dist, f"{hook_name} raised {type(exc).__name__}: {exc}"))
                 continue
             for entry in pending:
                 _add(registry, entry, param_owner)
 
 
-def _check_class(cls: Any, kind: str, base: type, plugin: str, dist: str, version: str) -> PluginEntry:
+def _check_class(
+    cls: Any, kind: str, base: type[Backbone] | type[Scorer], plugin: str, dist: str, version: str
+) -> PluginEntry:
     name = getattr(cls, "name", None)
     if not isinstance(cls, type) or not issubclass(cls, base):
         raise VadblocksError(f"{kind} {name or cls!r} must be a subclass of {base.__module__}.{base.__name__}")
@@ -181,22 +203,36 @@ def _add(registry: Registry, entry: PluginEntry, param_owner: dict[str, str]) ->
     me = f"{entry.kind} {entry.name!r} (plugin {entry.plugin!r}, {entry.distribution})"
     if entry.name in table:
         other = table[entry.name]
-        registry.failures.append(PluginFailure(
-            entry.plugin, entry.distribution,
-            f"duplicate {entry.kind} name {entry.name!r}: already registered by plugin {other.plugin!r} "
-            f"({other.distribution})"))
+        registry.failures.append(
+            PluginFailure(
+                entry.plugin,
+                entry.distribution,
+                f"duplicate {entry.kind} name {entry.name!r}: already registered by plugin {other.plugin!r} "
+                f"({other.distribution})",
+            )
+        )
         return
     for p in entry.cls.parameters:
         if p.name in RESERVED_PARAMS:
-            registry.failures.append(PluginFailure(
-                entry.plugin, entry.distribution,
-                f"parameter --{p.name} of {me} clashes with a framework option; rename it", entry.name))
+            registry.failures.append(
+                PluginFailure(
+                    entry.plugin,
+                    entry.distribution,
+                    f"parameter --{p.name} of {me} clashes with a framework option; rename it",
+                    entry.name,
+                )
+            )
             return
         if p.name in param_owner:
-            registry.failures.append(PluginFailure(
-                entry.plugin, entry.distribution,
-                f"parameter --{p.name} of {me} clashes with the same name declared by {param_owner[p.name]}; "
-                "parameter names must be unique across plugins", entry.name))
+            registry.failures.append(
+                PluginFailure(
+                    entry.plugin,
+                    entry.distribution,
+                    f"parameter --{p.name} of {me} clashes with the same name declared by {param_owner[p.name]}; "
+                    "parameter names must be unique across plugins",
+                    entry.name,
+                )
+            )
             return
     for p in entry.cls.parameters:
         param_owner[p.name] = me
@@ -206,4 +242,3 @@ def _add(registry: Registry, entry: PluginEntry, param_owner: dict[str, str]) ->
 def get_registry() -> Registry:
     """The loaded registry (loads the plugins on first call)."""
     return load_plugins()
-

@@ -104,7 +104,7 @@ class Scorer:
         grids, scores = [], []
         with torch.inference_mode():
             for i in range(0, n, self.batch_size):
-                g, s = module([f[i:i + self.batch_size] for f in features])
+                g, s = module([f[i : i + self.batch_size] for f in features])
                 grids.append(g.float().numpy())
                 scores.append(s.float().numpy())
         return np.concatenate(grids), np.concatenate(scores)

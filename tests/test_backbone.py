@@ -32,8 +32,9 @@ def test_levels_and_strides(backbone, size):
     module = backbone.create_module(3).eval()
     with torch.no_grad():
         maps = module(torch.zeros(2, 3, size, size))
-    assert [tuple(m.shape) for m in maps] == [(2, lv.channels, size // lv.stride, size // lv.stride)
-                                              for lv in backbone.levels]
+    assert [tuple(m.shape) for m in maps] == [
+        (2, lv.channels, size // lv.stride, size // lv.stride) for lv in backbone.levels
+    ]
     assert maps[0].shape[-1] == size // 8
 
 

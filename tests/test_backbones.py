@@ -36,25 +36,46 @@ def weight_files(tmp_path_factory):
     return files
 
 
-@pytest.mark.parametrize("backbone", ["mobilenetv2", "efficientnet-lite0", "resnet18", "wide-resnet50",
-                                      "mobilenetv2-0.35"])
+@pytest.mark.parametrize(
+    "backbone", ["mobilenetv2", "efficientnet-lite0", "resnet18", "wide-resnet50", "mobilenetv2-0.35"]
+)
 @pytest.mark.parametrize("scorer", ["patchcore", "gmm"])
 def test_train_and_test_round_trip(backbone, scorer, small_data, weight_files, tmp_path, registry):
-    args = ["train", "--data-directory", small_data["edge-impulse"], "--out-directory", tmp_path / "m", "--quiet",
-            "--backbone", backbone, "--scoring-function", scorer, "--sampling-ratio", "0.05"]
+    args = [
+        "train",
+        "--data-directory",
+        small_data["edge-impulse"],
+        "--out-directory",
+        tmp_path / "m",
+        "--quiet",
+        "--backbone",
+        backbone,
+        "--scoring-function",
+        scorer,
+        "--sampling-ratio",
+        "0.05",
+    ]
     if backbone in weight_files:
         args += ["--weights", weight_files[backbone]]
     invoke(*args)
     meta = json.loads((tmp_path / "m" / "anomaly_metadata.json").read_text())
     grid = 12 if scorer == "patchcore" else 5
     assert meta["gridSize"] == [grid, grid] and meta["backbone"] == backbone and meta["scorer"] == scorer
-    out = json.loads(invoke("test", "--model-directory", tmp_path / "m", "--data-directory", small_data["folder"],
-                            "--json").output)
+    out = json.loads(
+        invoke("test", "--model-directory", tmp_path / "m", "--data-directory", small_data["folder"], "--json").output
+    )
     assert out["n_images"] == 16 and 0.0 <= out["image_auroc"] <= 1.0
     if registry.backbone(backbone).cls.offline_weights:  # real ImageNet weights: the brick defects are found
         assert out["image_auroc"] >= 0.85, out
-    line = invoke("predict", "--model-directory", tmp_path / "m", sorted(
-        (small_data["folder"] / "test" / "spot").glob("*.png"))[0], "--json", "--heatmaps", tmp_path / "h").output
+    line = invoke(
+        "predict",
+        "--model-directory",
+        tmp_path / "m",
+        sorted((small_data["folder"] / "test" / "spot").glob("*.png"))[0],
+        "--json",
+        "--heatmaps",
+        tmp_path / "h",
+    ).output
     assert np.asarray(json.loads(line)["grid"]).shape == (grid, grid)
     assert len(list((tmp_path / "h").glob("*_heatmap.png"))) == 1
 
@@ -68,10 +89,11 @@ def test_efficientnet_lite0_weights_classify_real_photos():
     head = torch.nn.Conv2d(320, 1280, 1, bias=False)
     head.weight.data = state["_conv_head.weight"]
     bn = torch.nn.BatchNorm2d(1280, **BN)
-    bn.load_state_dict({k[len("_bn1."):]: v for k, v in state.items() if k.startswith("_bn1.")})
+    bn.load_state_dict({k[len("_bn1.") :]: v for k, v in state.items() if k.startswith("_bn1.")})
     fc = torch.nn.Linear(1280, 1000)
     fc.load_state_dict({"weight": state["_fc.weight"], "bias": state["_fc.bias"]})
     from blocks.backbones.efficientnet_lite import EfficientNetLite0
+
     mean = torch.tensor(EfficientNetLite0.mean).view(1, 3, 1, 1)
     std = torch.tensor(EfficientNetLite0.std).view(1, 3, 1, 1)
     for image, classes in ((skimage.data.chelsea(), {281, 282, 285}), (skimage.data.coffee(), {967, 968})):

@@ -19,18 +19,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from framework.container import runner
 from framework.cli import _read_build_args
+from framework.config import resolve
+from framework.container import runner
 from framework.data import load_dataset
 from framework.errors import VadblocksError
-from framework.config import resolve
 from framework.train.pipeline import train
 from tests.conftest import invoke
 
 ROOT = Path(__file__).resolve().parents[1]
 TAG = "vadblocks-test:latest"
-MODEL_FILES = sorted(["anomaly_metadata.json", "backbone.npz", "scorer_state.npz", "model.onnx", "model.tflite",
-                      "model_quantized_int8_io.tflite"])
+MODEL_FILES = sorted(
+    [
+        "anomaly_metadata.json",
+        "backbone.npz",
+        "scorer_state.npz",
+        "model.onnx",
+        "model.tflite",
+        "model_quantized_int8_io.tflite",
+    ]
+)
 pytestmark = pytest.mark.docker
 
 
@@ -65,8 +73,11 @@ def test_container_output_matches_in_process(image, small_data, tmp_path, regist
     assert sorted(p.name for p in out.iterdir()) == MODEL_FILES
     meta = json.loads((out / "anomaly_metadata.json").read_text())
     assert set(meta["exports"]) == {"onnx", "tflite", "tflite-int8"}
-    model = train(load_dataset(small_data["edge-impulse"]),
-                  resolve(registry, {"scoring-function": scorer, "sampling-ratio": 0.2}), progress=False)
+    model = train(
+        load_dataset(small_data["edge-impulse"]),
+        resolve(registry, {"scoring-function": scorer, "sampling-ratio": 0.2}),
+        progress=False,
+    )
     assert meta["scorer"] == scorer and meta["gridSize"] == list(model.grid_shape)
     assert meta["parameters"] == model.metadata["parameters"]
     assert meta["inputShape"] == [96, 96, 3] and meta["imageInputScaling"] == "0..1"
@@ -83,16 +94,20 @@ def test_output_files_belong_to_the_calling_user(image, small_data, tmp_path):
     out.mkdir()
     out.chmod(0o777)
     lines: list[str] = []
-    code = runner.run(ROOT, small_data["edge-impulse"], out, {"scoring-function": "gmm"}, tag=TAG,
-                      user="4321:4321", log=lines.append)
+    code = runner.run(
+        ROOT, small_data["edge-impulse"], out, {"scoring-function": "gmm"}, tag=TAG, user="4321:4321", log=lines.append
+    )
     assert code == 0, "\n".join(lines)
     assert {p.stat().st_uid for p in out.iterdir()} == {4321}
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"num-layers": "9"}, "--num-layers: '9' is out of range; expected an integer >= 1, <= 3"),
-    ({"scoring-function": "magic"}, "--scoring-function: 'magic' is not valid; expected one of gmm, patchcore"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"num-layers": "9"}, "--num-layers: '9' is out of range; expected an integer >= 1, <= 3"),
+        ({"scoring-function": "magic"}, "--scoring-function: 'magic' is not valid; expected one of gmm, patchcore"),
+    ],
+)
 def test_bad_parameters_fail_before_the_container_starts(image, small_data, tmp_path, registry, values, message):
     before = {c.id for c in image.containers.list(all=True)}
     with pytest.raises(VadblocksError) as in_container:
@@ -102,8 +117,18 @@ def test_bad_parameters_fail_before_the_container_starts(image, small_data, tmp_
     assert message in str(in_container.value) and str(in_container.value) == str(in_process.value)
     assert {c.id for c in image.containers.list(all=True)} == before
     assert not (tmp_path / "out").exists()
-    cli = invoke("run", ROOT, "--tag", TAG, "--data-directory", small_data["edge-impulse"], "--out-directory",
-                 tmp_path / "o", *[w for k, v in values.items() for w in (f"--{k}", v)], ok=False)
+    cli = invoke(
+        "run",
+        ROOT,
+        "--tag",
+        TAG,
+        "--data-directory",
+        small_data["edge-impulse"],
+        "--out-directory",
+        tmp_path / "o",
+        *[w for k, v in values.items() for w in (f"--{k}", v)],
+        ok=False,
+    )
     assert f"Error: {message}" in cli.output
 
 
@@ -133,8 +158,20 @@ def test_runner_errors(image, tmp_path, small_data):
 
 
 def test_cli_run_streams_logs_and_returns_the_exit_code(image, small_data, tmp_path):
-    result = invoke("run", ROOT, "--tag", TAG, "--data-directory", small_data["edge-impulse"],
-                    "--out-directory", tmp_path / "o", "--scoring-function", "gmm", "--capacity", "low")
+    result = invoke(
+        "run",
+        ROOT,
+        "--tag",
+        TAG,
+        "--data-directory",
+        small_data["edge-impulse"],
+        "--out-directory",
+        tmp_path / "o",
+        "--scoring-function",
+        "gmm",
+        "--capacity",
+        "low",
+    )
     assert "docker run --network none" in result.output and "Trained gmm on mobilenetv2" in result.output
     assert (tmp_path / "o" / "anomaly_metadata.json").exists()
     assert stat.S_ISDIR((tmp_path / "o").stat().st_mode)
@@ -188,9 +225,26 @@ def test_sigterm_to_vadblocks_run_stops_and_removes_the_container(image, small_d
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     before = {c.id for c in image.containers.list(all=True, filters={"label": "vadblocks.run"})}
-    proc = subprocess.Popen([sys.executable, "-m", "framework.cli", "run", str(ROOT), "--tag", TAG,
-                             "--data-directory", str(small_data["edge-impulse"]), "--out-directory", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "framework.cli",
+            "run",
+            str(ROOT),
+            "--tag",
+            TAG,
+            "--data-directory",
+            str(small_data["edge-impulse"]),
+            "--out-directory",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
     deadline = time.time() + 300
     # the block inside is writing its model: the temporary folder exists in the (mounted) out directory
     while not (out.is_dir() and any(p.name.startswith(".vadblocks-tmp-") for p in out.iterdir())):
@@ -212,15 +266,57 @@ def test_block_container_is_a_tune_worker_sharing_a_study_with_the_host(image, s
 
     out = tmp_path / "out"
     out.mkdir()
-    quick = ["--runtime", "onnx", "--backbone", "mobilenetv2", "--export", "onnx", "--study", "shared",
-             "--max-latency-ms", "100", "--max-model-kb", "1000000"]  # no trial pruned
+    quick = [
+        "--runtime",
+        "onnx",
+        "--backbone",
+        "mobilenetv2",
+        "--export",
+        "onnx",
+        "--study",
+        "shared",
+        "--max-latency-ms",
+        "100",
+        "--max-model-kb",
+        "1000000",
+    ]  # no trial pruned
     env = {**os.environ, "TQDM_DISABLE": "1", "PYTHONPATH": str(ROOT)}
-    host = subprocess.Popen([sys.executable, "-m", "framework.cli", "tune", "--data-directory",
-                             str(small_data["edge-impulse"]), "--out-directory", str(tmp_path / "host"), "--quiet",
-                             "--n-trials", "5", "--storage", f"sqlite:///{out / 'tune.db'}", *quick], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    result = invoke("run", ROOT, "--tag", TAG, "--tune", "--data-directory", small_data["edge-impulse"],
-                    "--out-directory", out, "--n-trials", "5", *quick)
+    host = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "framework.cli",
+            "tune",
+            "--data-directory",
+            str(small_data["edge-impulse"]),
+            "--out-directory",
+            str(tmp_path / "host"),
+            "--quiet",
+            "--n-trials",
+            "5",
+            "--storage",
+            f"sqlite:///{out / 'tune.db'}",
+            *quick,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    result = invoke(
+        "run",
+        ROOT,
+        "--tag",
+        TAG,
+        "--tune",
+        "--data-directory",
+        small_data["edge-impulse"],
+        "--out-directory",
+        out,
+        "--n-trials",
+        "5",
+        *quick,
+    )
     host_out, _ = host.communicate(timeout=600)
     assert host.returncode == 0, host_out[-3000:]
     assert "--entrypoint vadblocks" in result.output and "--network none" in result.output

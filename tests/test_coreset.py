@@ -64,7 +64,7 @@ def test_stop_radius_stops_once_everything_is_covered():
 
 def stream(sc: StreamingCoreset, pts: np.ndarray, batch: int = 500) -> tuple[np.ndarray, np.ndarray]:
     for i in range(0, len(pts), batch):
-        sc.add(pts[i:i + batch], np.arange(i, min(i + batch, len(pts))) // 10)
+        sc.add(pts[i : i + batch], np.arange(i, min(i + batch, len(pts))) // 10)
         assert sc._buffered < 2 * sc.chunk_size + batch  # memory stays bounded
     return sc.finish()
 

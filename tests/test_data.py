@@ -16,8 +16,9 @@ from tests.conftest import invoke
 def ei_dir(root: Path, x_train, y_train=None, x_test=None, y_test=None, info: dict | None = None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     np.save(root / "X_split_train.npy", x_train, allow_pickle=True)
-    np.save(root / "Y_split_train.npy", np.full((len(x_train), 1), 2) if y_train is None else y_train,
-            allow_pickle=True)
+    np.save(
+        root / "Y_split_train.npy", np.full((len(x_train), 1), 2) if y_train is None else y_train, allow_pickle=True
+    )
     if x_test is not None:
         np.save(root / "X_split_test.npy", x_test, allow_pickle=True)
         np.save(root / "Y_split_test.npy", y_test, allow_pickle=True)
@@ -61,12 +62,19 @@ def test_input_shape_option_for_non_square(tmp_path):
 
 def test_class_names_from_train_input(tmp_path):
     x = rand_images(2)
-    root = ei_dir(tmp_path / "d", x, y_train=np.array([[1], [1]]), x_test=x, y_test=np.array([[1], [2]]),
-                  info={"classes": ["no anomaly", "anomaly"]})
+    root = ei_dir(
+        tmp_path / "d",
+        x,
+        y_train=np.array([[1], [1]]),
+        x_test=x,
+        y_test=np.array([[1], [2]]),
+        info={"classes": ["no anomaly", "anomaly"]},
+    )
     assert list(load_dataset(root).test.anomalous) == [False, True]
 
 
 # --- every bad input: clear message, non-zero exit, nothing written --------------------------
+
 
 def _bad_cases(tmp: Path):
     good = rand_images(4)
@@ -78,19 +86,29 @@ def _bad_cases(tmp: Path):
     nan[1, 0, 0, 0] = np.nan
     cases["nan"] = (ei_dir(tmp / "nan", nan), "contains NaN or infinite values in 1 sample(s)", None)
     cases["empty train"] = (ei_dir(tmp / "empty", good[:0]), "holds no samples", None)
-    cases["inconsistent sizes"] = (ei_dir(tmp / "sizes", good, x_test=rand_images(2, 48, 48),
-                                          y_test=np.array([[1], [2]])), "inconsistent image sizes", None)
+    cases["inconsistent sizes"] = (
+        ei_dir(tmp / "sizes", good, x_test=rand_images(2, 48, 48), y_test=np.array([[1], [2]])),
+        "inconsistent image sizes",
+        None,
+    )
     obj = np.empty(4, dtype=object)
     obj[:] = [g for g in good]
     cases["pickled objects"] = (ei_dir(tmp / "pickle", obj), "holds pickled Python objects", None)
-    cases["anomaly in train"] = (ei_dir(tmp / "anom", good, y_train=np.array([[1], [2], [2], [2]])),
-                                 "1 training sample(s) are labelled 'anomaly'", None)
+    cases["anomaly in train"] = (
+        ei_dir(tmp / "anom", good, y_train=np.array([[1], [2], [2], [2]])),
+        "1 training sample(s) are labelled 'anomaly'",
+        None,
+    )
     cases["out of scaling range"] = (ei_dir(tmp / "range", good * 255), "values span", None)
-    cases["bad class index"] = (ei_dir(tmp / "cls", good, y_train=np.array([[2], [2], [2], [7]])),
-                                "class index 7 outside 1..2", None)
+    cases["bad class index"] = (
+        ei_dir(tmp / "cls", good, y_train=np.array([[2], [2], [2], [7]])),
+        "class index 7 outside 1..2",
+        None,
+    )
     corrupt = tmp / "corrupt"
     (corrupt / "train" / "good").mkdir(parents=True)
     from PIL import Image
+
     Image.new("RGB", (32, 32), (10, 200, 30)).save(corrupt / "train" / "good" / "a.png")
     (corrupt / "train" / "good" / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
     cases["corrupt image"] = (corrupt, "b.png is corrupt or not an image", None)
@@ -107,9 +125,22 @@ def _bad_cases(tmp: Path):
     return cases
 
 
-CASE_NAMES = ["missing file", "wrong ndim", "non-float dtype", "nan", "empty train", "inconsistent sizes",
-              "pickled objects", "anomaly in train", "out of scaling range", "bad class index", "corrupt image",
-              "inconsistent folder sizes", "not a data directory", "corrupt npy"]
+CASE_NAMES = [
+    "missing file",
+    "wrong ndim",
+    "non-float dtype",
+    "nan",
+    "empty train",
+    "inconsistent sizes",
+    "pickled objects",
+    "anomaly in train",
+    "out of scaling range",
+    "bad class index",
+    "corrupt image",
+    "inconsistent folder sizes",
+    "not a data directory",
+    "corrupt npy",
+]
 
 
 @pytest.mark.parametrize("case", CASE_NAMES)

@@ -12,8 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_every_hookspec_is_documented_with_its_signature():
     doc = (ROOT / "docs" / "plugins.md").read_text()
-    specs = [(n, f) for n, f in vars(hookspecs).items()
-             if callable(f) and hasattr(f, "vadblocks_spec")]
+    specs = [(n, f) for n, f in vars(hookspecs).items() if callable(f) and hasattr(f, "vadblocks_spec")]
     assert {n for n, _ in specs} == {"register_backbones", "register_scorers"}
     for name, func in specs:
         assert func.__doc__ and func.__doc__.strip(), name

@@ -12,14 +12,14 @@ import torch
 
 import blocks.scorers.patchcore as patchcore
 import blocks.scorers.patchcore_module as patchcore_module
+from framework.config import resolve
 from framework.data import load_dataset
 from framework.demo_data import TEXTURES, make_demo_dataset
-from framework.serve.eim import write_eim
-from framework.train.export import FILES, save_with_exports
 from framework.metrics import evaluate
-from framework.config import resolve
-from framework.train.pipeline import AnomalyModel, train
+from framework.serve.eim import write_eim
 from framework.serve.runtimes import OnnxRuntime, open_runtime, resolve_runtime
+from framework.train.export import FILES, save_with_exports
+from framework.train.pipeline import AnomalyModel, train
 from tests.conftest import invoke, write_plugin_dist
 from tests.test_linux_sdks import EimProcess, packed_pixels
 from tests.test_plugins import MEAN_SCORER
@@ -33,8 +33,18 @@ def assert_parity(ref: np.ndarray, got: np.ndarray, rel: float) -> None:
 @pytest.fixture(scope="module", params=["patchcore", "gmm"])
 def exported(request, small_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("exp") / request.param
-    invoke("train", "--data-directory", small_data["edge-impulse"], "--out-directory", out, "--quiet",
-           "--scoring-function", request.param, "--export", "onnx,tflite")
+    invoke(
+        "train",
+        "--data-directory",
+        small_data["edge-impulse"],
+        "--out-directory",
+        out,
+        "--quiet",
+        "--scoring-function",
+        request.param,
+        "--export",
+        "onnx,tflite",
+    )
     return request.param, out
 
 
@@ -59,8 +69,10 @@ def test_metadata_describes_the_files(exported):
     for fmt, entry in meta["exports"].items():
         assert entry["file"] == FILES[fmt] and (out / entry["file"]).stat().st_size == entry["bytes"]
         assert entry["input"] == {"name": "image", "shape": [1, 96, 96, 3], "dtype": "float32", "scaling": "0..1"}
-        assert entry["outputs"] == [{"name": "grid", "shape": [1, g, g], "dtype": "float32"},
-                                    {"name": "score", "shape": [1], "dtype": "float32"}]
+        assert entry["outputs"] == [
+            {"name": "grid", "shape": [1, g, g], "dtype": "float32"},
+            {"name": "score", "shape": [1], "dtype": "float32"},
+        ]
     import onnx
 
     graph = onnx.load(str(out / "model.onnx")).graph
@@ -78,8 +90,11 @@ def test_cli_runtimes_give_the_same_format(exported, small_data):
         assert set(rec) == {"path", "score", "anomalous", "grid"}
         by_runtime[runtime] = rec
     assert_parity(np.asarray(by_runtime["torch"]["grid"]), np.asarray(by_runtime["onnx"]["grid"]), 1e-4)
-    res = json.loads(invoke("test", "--model-directory", out, "--data-directory", small_data["folder"], "--json",
-                            "--runtime", "onnx").output)
+    res = json.loads(
+        invoke(
+            "test", "--model-directory", out, "--data-directory", small_data["folder"], "--json", "--runtime", "onnx"
+        ).output
+    )
     assert res["n_images"] == 16
     missing = invoke("predict", "--model-directory", out, img, "--runtime", "tflite-int8", ok=False).output
     assert "model_quantized_int8_io.tflite does not exist: train with --export including tflite-int8" in missing
@@ -109,8 +124,18 @@ def test_auto_runtime_prefers_exports_present(exported, tmp_path):
 def test_third_party_scorer_exports_without_framework_code(tmp_path, monkeypatch, fresh_plugins, small_data):
     monkeypatch.syspath_prepend(str(write_plugin_dist(tmp_path / "s", "vad-meandist", "vad_meandist", MEAN_SCORER)))
     out = tmp_path / "m"
-    invoke("train", "--data-directory", small_data["edge-impulse"], "--out-directory", out, "--quiet",
-           "--scoring-function", "meandist", "--export", "onnx")
+    invoke(
+        "train",
+        "--data-directory",
+        small_data["edge-impulse"],
+        "--out-directory",
+        out,
+        "--quiet",
+        "--scoring-function",
+        "meandist",
+        "--export",
+        "onnx",
+    )
     images = load_dataset(small_data["folder"]).test.images
     model = AnomalyModel.load(out)
     assert_parity(model.predict(images)[0], open_runtime(out, "onnx", model=model).predict(images)[0], 1e-4)
@@ -125,8 +150,18 @@ def test_grayscale_and_scaled_inputs(tmp_path, registry):
     np.save(data / "Y_split_train.npy", np.full((6, 1), 2))
     (data / "train_input.json").write_text(json.dumps({"imageInputScaling": "0..255"}))
     out = tmp_path / "m"
-    invoke("train", "--data-directory", data, "--out-directory", out, "--quiet", "--scoring-function", "gmm",
-           "--export", "onnx")
+    invoke(
+        "train",
+        "--data-directory",
+        data,
+        "--out-directory",
+        out,
+        "--quiet",
+        "--scoring-function",
+        "gmm",
+        "--export",
+        "onnx",
+    )
     meta = json.loads((out / "anomaly_metadata.json").read_text())
     assert meta["exports"]["onnx"]["input"]["shape"] == [1, 32, 32, 1]
     import onnxruntime as ort
@@ -152,8 +187,16 @@ def test_bank_is_scored_in_bounded_chunks(monkeypatch):
 
 
 def test_unknown_export_format(small_data, tmp_path):
-    out = invoke("train", "--data-directory", small_data["edge-impulse"], "--out-directory", tmp_path / "m",
-                 "--export", "onnx,coreml", ok=False).output
+    out = invoke(
+        "train",
+        "--data-directory",
+        small_data["edge-impulse"],
+        "--out-directory",
+        tmp_path / "m",
+        "--export",
+        "onnx,coreml",
+        ok=False,
+    ).output
     assert "--export: coreml not known" in out and not (tmp_path / "m").exists()
 
 
@@ -202,8 +245,9 @@ def test_int8_precision_mixed_keeps_the_first_layers_float(small_data, registry,
         save_with_exports(model, out, ["tflite-int8"], calibration=ds.train.images)
         entry = json.loads((out / "anomaly_metadata.json").read_text())["exports"]["tflite-int8"]
         assert entry["precision"] == precision
-        assert entry["floatModules"] == ([] if precision == "full" else
-                                         ["normalize"] + [f"backbone.features.{i}" for i in range(5)])
+        assert entry["floatModules"] == (
+            [] if precision == "full" else ["normalize"] + [f"backbone.features.{i}" for i in range(5)]
+        )
         runtime = open_runtime(out, "tflite-int8", model=model)
         assert runtime.engine.input["dtype"] == np.int8
         _, scores = runtime.predict(test.images)
@@ -213,17 +257,35 @@ def test_int8_precision_mixed_keeps_the_first_layers_float(small_data, registry,
     assert gaps["mixed"] < 0.5 * gaps["full"], gaps
     assert sizes["mixed"] > sizes["full"]  # the float layers' weights are 4 bytes each
     with pytest.raises(VadblocksError, match="not modules of the exported graph"):
-        export_tflite_int8(ExportGraph(model).eval(), test.images[:2], "0..1", tmp_path / "x.tflite",
-                           ["backbone.nope"])
+        export_tflite_int8(ExportGraph(model).eval(), test.images[:2], "0..1", tmp_path / "x.tflite", ["backbone.nope"])
 
 
 def test_int8_precision_is_a_declared_parameter(small_data, tmp_path):
     """--int8-precision reaches the CLI, the metadata and the int8 file's entry; a bad value is one clear message."""
-    bad = invoke("train", "--data-directory", small_data["edge-impulse"], "--out-directory", tmp_path / "bad",
-                 "--int8-precision", "half", ok=False).output
+    bad = invoke(
+        "train",
+        "--data-directory",
+        small_data["edge-impulse"],
+        "--out-directory",
+        tmp_path / "bad",
+        "--int8-precision",
+        "half",
+        ok=False,
+    ).output
     assert "int8-precision" in bad and "mixed" in bad and not (tmp_path / "bad").exists()
-    invoke("train", "--data-directory", small_data["edge-impulse"], "--out-directory", tmp_path / "m",
-           "--int8-precision", "full", "--export", "tflite-int8", "--validation", "0")
+    invoke(
+        "train",
+        "--data-directory",
+        small_data["edge-impulse"],
+        "--out-directory",
+        tmp_path / "m",
+        "--int8-precision",
+        "full",
+        "--export",
+        "tflite-int8",
+        "--validation",
+        "0",
+    )
     meta = json.loads((tmp_path / "m" / "anomaly_metadata.json").read_text())
     assert meta["parameters"]["int8-precision"] == "full"
     int8 = meta["exports"]["tflite-int8"]

@@ -25,8 +25,13 @@ from framework.portable.modelfiles import check_model_dir, integrity, npz_layout
 from framework.serve.runtimes import open_runtime
 
 ROOT = Path(__file__).resolve().parents[1]
-FUZZ = settings(max_examples=60, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 DTYPES = st.sampled_from([np.float32, np.float64, np.float16, np.int8, np.uint8, np.int64, np.bool_, np.complex64])
 
@@ -53,10 +58,24 @@ def expect_clean(fn) -> object:
 
 
 @FUZZ
-@given(x=arrays(), y=arrays(max_dims=3), info=st.one_of(st.none(), st.dictionaries(
-    st.sampled_from(["classes", "inputShapeString", "imageInputScaling", "inputShape"]),
-    st.one_of(st.text(max_size=12), st.integers(-5, 300), st.lists(st.text(max_size=6), max_size=3),
-              st.sampled_from(["(4, 4, 3)", "0..255", "-1..1", "2,2,3"])), max_size=4)), with_test=st.booleans())
+@given(
+    x=arrays(),
+    y=arrays(max_dims=3),
+    info=st.one_of(
+        st.none(),
+        st.dictionaries(
+            st.sampled_from(["classes", "inputShapeString", "imageInputScaling", "inputShape"]),
+            st.one_of(
+                st.text(max_size=12),
+                st.integers(-5, 300),
+                st.lists(st.text(max_size=6), max_size=3),
+                st.sampled_from(["(4, 4, 3)", "0..255", "-1..1", "2,2,3"]),
+            ),
+            max_size=4,
+        ),
+    ),
+    with_test=st.booleans(),
+)
 def test_edge_impulse_reader_never_raises_anything_else(x, y, info, with_test):
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
@@ -75,10 +94,13 @@ def valid_files(small_data) -> dict[str, bytes]:
     ei, folder = small_data["edge-impulse"], small_data["folder"]
     png = sorted((folder / "test").glob("*/*.png"))[0]
     mask = sorted((folder / "ground_truth").glob("*/*.png"))[0]
-    return {"X_split_train.npy": (ei / "X_split_train.npy").read_bytes(),
-            "Y_split_train.npy": (ei / "Y_split_train.npy").read_bytes(),
-            "train_input.json": (ei / "train_input.json").read_bytes(),
-            "image.png": png.read_bytes(), "mask.png": mask.read_bytes()}
+    return {
+        "X_split_train.npy": (ei / "X_split_train.npy").read_bytes(),
+        "Y_split_train.npy": (ei / "Y_split_train.npy").read_bytes(),
+        "train_input.json": (ei / "train_input.json").read_bytes(),
+        "image.png": png.read_bytes(),
+        "mask.png": mask.read_bytes(),
+    }
 
 
 @st.composite
@@ -96,13 +118,15 @@ def corruptions(draw, data: bytes) -> bytes:
             out[pos:pos] = draw(st.binary(min_size=1, max_size=16))
         else:
             chunk = draw(st.binary(min_size=1, max_size=16))
-            out[pos:pos + len(chunk)] = chunk
+            out[pos : pos + len(chunk)] = chunk
     return bytes(out)
 
 
 @FUZZ
-@given(data=st.data(), which=st.sampled_from(["X_split_train.npy", "Y_split_train.npy", "train_input.json",
-                                              "image.png", "mask.png"]))
+@given(
+    data=st.data(),
+    which=st.sampled_from(["X_split_train.npy", "Y_split_train.npy", "train_input.json", "image.png", "mask.png"]),
+)
 def test_corrupt_bytes_in_data_files(valid_files, small_data, data, which):
     bad = data.draw(corruptions(valid_files[which]))
     with tempfile.TemporaryDirectory() as d:
@@ -112,8 +136,11 @@ def test_corrupt_bytes_in_data_files(valid_files, small_data, data, which):
                 (root / name).write_bytes(bad if name == which else valid_files[name])
         else:
             shutil.copytree(small_data["folder"], root / "f")
-            target = sorted((root / "f" / "train" / "good").glob("*.png"))[0] if which == "image.png" else \
-                sorted((root / "f" / "ground_truth").glob("*/*.png"))[0]
+            target = (
+                sorted((root / "f" / "train" / "good").glob("*.png"))[0]
+                if which == "image.png"
+                else sorted((root / "f" / "ground_truth").glob("*/*.png"))[0]
+            )
             target.write_bytes(bad)
             root = root / "f"
         expect_clean(lambda: load_dataset(root))
@@ -124,13 +151,24 @@ def model_dir(exported_model) -> Path:
     return exported_model
 
 
-JSON_VALUES = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-10, 10**6), st.floats(allow_nan=False),
-                                     st.text(max_size=8)),
-                           lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                   st.dictionaries(st.text(max_size=6), inner, max_size=3)),
-                           max_leaves=8)
-FIELDS = ["formatVersion", "inputShape", "gridSize", "nominalThresholdScore", "imageInputScaling", "parameters",
-          "integrity", "arrays", "scorer", "backbone", "scorerState"]
+JSON_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-10, 10**6), st.floats(allow_nan=False), st.text(max_size=8)),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+    max_leaves=8,
+)
+FIELDS = [
+    "formatVersion",
+    "inputShape",
+    "gridSize",
+    "nominalThresholdScore",
+    "imageInputScaling",
+    "parameters",
+    "integrity",
+    "arrays",
+    "scorer",
+    "backbone",
+    "scorerState",
+]
 
 
 def open_everything(model: Path) -> None:
@@ -154,8 +192,11 @@ def test_fuzzed_metadata(model_dir, changes):
 
 
 @FUZZ
-@given(data=st.data(), which=st.sampled_from(["scorer_state.npz", "backbone.npz", "model.tflite", "model.onnx",
-                                              "anomaly_metadata.json"]), reseal=st.booleans())
+@given(
+    data=st.data(),
+    which=st.sampled_from(["scorer_state.npz", "backbone.npz", "model.tflite", "model.onnx", "anomaly_metadata.json"]),
+    reseal=st.booleans(),
+)
 def test_corrupt_bytes_in_model_files(model_dir, data, which, reseal):
     """With ``reseal`` the corrupt file's size and checksum are recorded, so the deeper readers must cope."""
     with tempfile.TemporaryDirectory() as d:
@@ -175,6 +216,7 @@ def test_corrupt_bytes_in_model_files(model_dir, data, which, reseal):
 
 
 # --- the command line over a corpus of bad inputs ---------------------------------------------------------------
+
 
 def corpus(tmp: Path, small_data: dict, model: Path) -> list[list[str]]:
     ei, folder = small_data["edge-impulse"], small_data["folder"]
@@ -196,8 +238,17 @@ def corpus(tmp: Path, small_data: dict, model: Path) -> list[list[str]]:
     return [
         ["train", "--data-directory", str(ei), "--out-directory", out, "--num-layers", "0"],
         ["train", "--data-directory", str(ei), "--out-directory", out, "--pool-size", "4"],
-        ["train", "--data-directory", str(ei), "--out-directory", out, "--capacity", "huge", "--scoring-function",
-         "gmm"],
+        [
+            "train",
+            "--data-directory",
+            str(ei),
+            "--out-directory",
+            out,
+            "--capacity",
+            "huge",
+            "--scoring-function",
+            "gmm",
+        ],
         ["train", "--data-directory", str(ei), "--out-directory", out, "--export", "coreml"],
         ["train", "--data-directory", str(empty), "--out-directory", out],
         ["train", "--data-directory", str(nan), "--out-directory", out],
@@ -225,8 +276,14 @@ def test_no_traceback_over_a_corpus_of_bad_command_lines(small_data, model_dir, 
     env = {**os.environ, "TQDM_DISABLE": "1", "PYTHONPATH": str(ROOT)}
 
     def run(args: list[str]) -> tuple[list[str], subprocess.CompletedProcess]:
-        return args, subprocess.run([sys.executable, "-m", "framework.cli", *args], capture_output=True, text=True,
-                                    timeout=300, cwd=ROOT, env=env)
+        return args, subprocess.run(
+            [sys.executable, "-m", "framework.cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=ROOT,
+            env=env,
+        )
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(run, cases))

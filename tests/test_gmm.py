@@ -15,8 +15,11 @@ from framework.errors import VadblocksError
 def features(n=6, size=96, seed=0, channels=32):
     g = torch.Generator().manual_seed(seed)
     base = torch.randn(n, channels, size // 8, size // 8, generator=g)
-    return [base, torch.randn(n, 96, size // 16, size // 16, generator=g),
-            torch.randn(n, 320, size // 32, size // 32, generator=g)]
+    return [
+        base,
+        torch.randn(n, 96, size // 16, size // 16, generator=g),
+        torch.randn(n, 320, size // 32, size // 32, generator=g),
+    ]
 
 
 @pytest.mark.parametrize("size, gmm_grid, patchcore_grid", [(96, 5, 12), (160, 9, 20), (224, 13, 28)])

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from framework.serve.eim import write_eim
 from framework.errors import VadblocksError
 from framework.portable.impulse import ImpulseModel
 from framework.portable.modelfiles import check_model_dir, integrity, npz_layout
+from framework.serve.eim import write_eim
 from tests.conftest import invoke
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,8 +29,14 @@ ENV = {**os.environ, "TQDM_DISABLE": "1", "PYTHONPATH": str(ROOT)}
 
 def cli(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
     """The real console entry point in a fresh process (signal handlers and all)."""
-    return subprocess.run([sys.executable, "-m", "framework.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env=env or ENV)
+    return subprocess.run(
+        [sys.executable, "-m", "framework.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=env or ENV,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +83,18 @@ def foreign_scorer_state(model: Path, relabel: bool) -> None:
 
 def foreign_tflite(model: Path, tmp: Path, small_data) -> None:
     other = tmp / "other"
-    invoke("train", "--data-directory", small_data["edge-impulse"], "--out-directory", other, "--quiet",
-           "--scoring-function", "gmm", "--export", "tflite")
+    invoke(
+        "train",
+        "--data-directory",
+        small_data["edge-impulse"],
+        "--out-directory",
+        other,
+        "--quiet",
+        "--scoring-function",
+        "gmm",
+        "--export",
+        "tflite",
+    )
     shutil.copy(other / "model.tflite", model / "model.tflite")
     reseal(model)
 
@@ -89,22 +105,36 @@ CORRUPTIONS = {  # how, the file the message names, what it says, the runtimes t
     "flipped backbone byte": (lambda m, t, d: flip(m, "backbone.npz"), "backbone.npz", "SHA-256"),
     "missing onnx": (lambda m, t, d: (m / "model.onnx").unlink(), "model.onnx", "missing"),  # recorded: refused
     "flipped tflite byte": (lambda m, t, d: flip(m, "model.tflite"), "model.tflite", "SHA-256"),
-    "newer format": (lambda m, t, d: rewrite_metadata(m, formatVersion=99), "anomaly_metadata.json",
-                     "upgrade vadblocks"),
-    "older format": (lambda m, t, d: rewrite_metadata(m, formatVersion=1), "anomaly_metadata.json",
-                     "older vadblocks"),
-    "metadata not JSON": (lambda m, t, d: (m / "anomaly_metadata.json").write_text("{nope"),
-                          "anomaly_metadata.json", "corrupt"),
+    "newer format": (
+        lambda m, t, d: rewrite_metadata(m, formatVersion=99),
+        "anomaly_metadata.json",
+        "upgrade vadblocks",
+    ),
+    "older format": (lambda m, t, d: rewrite_metadata(m, formatVersion=1), "anomaly_metadata.json", "older vadblocks"),
+    "metadata not JSON": (
+        lambda m, t, d: (m / "anomaly_metadata.json").write_text("{nope"),
+        "anomaly_metadata.json",
+        "corrupt",
+    ),
     "no input shape": (lambda m, t, d: rewrite_metadata(m, inputShape=None), "anomaly_metadata.json", "inputShape"),
     "no integrity": (lambda m, t, d: rewrite_metadata(m, integrity=None), "anomaly_metadata.json", "integrity"),
-    "bank of the wrong width": (lambda m, t, d: foreign_scorer_state(m, False), "scorer_state.npz",
-                                "shapes and dtypes the metadata records"),
-    "bank and metadata both rewritten": (lambda m, t, d: foreign_scorer_state(m, True), "model",
-                                         "do not fit together", ("torch",)),
-    "another model's tflite": (lambda m, t, d: foreign_tflite(m, t, d), "model.tflite", "does not belong",
-                               ("tflite",)),
-    "missing metadata": (lambda m, t, d: (m / "anomaly_metadata.json").unlink(), "anomaly_metadata.json",
-                         "not a vadblocks model directory"),
+    "bank of the wrong width": (
+        lambda m, t, d: foreign_scorer_state(m, False),
+        "scorer_state.npz",
+        "shapes and dtypes the metadata records",
+    ),
+    "bank and metadata both rewritten": (
+        lambda m, t, d: foreign_scorer_state(m, True),
+        "model",
+        "do not fit together",
+        ("torch",),
+    ),
+    "another model's tflite": (lambda m, t, d: foreign_tflite(m, t, d), "model.tflite", "does not belong", ("tflite",)),
+    "missing metadata": (
+        lambda m, t, d: (m / "anomaly_metadata.json").unlink(),
+        "anomaly_metadata.json",
+        "not a vadblocks model directory",
+    ),
 }
 
 
@@ -120,8 +150,9 @@ def test_corrupt_model_directories_are_refused_clearly(case, model_dir, small_da
         result = invoke("predict", "--model-directory", model, image, "--runtime", runtime, ok=False)
         assert result.exit_code == 2, (runtime, result.output)
         assert names in result.output and text in result.output, (runtime, result.output)
-    out = invoke("test", "--model-directory", model, "--data-directory", small_data["folder"], "--runtime",
-                 runtimes[0], ok=False).output
+    out = invoke(
+        "test", "--model-directory", model, "--data-directory", small_data["folder"], "--runtime", runtimes[0], ok=False
+    ).output
     assert text in out
     if "tflite" in runtimes:  # the packer and the server of model.tflite refuse it too
         with pytest.raises(VadblocksError, match=text):
@@ -177,9 +208,24 @@ def test_refusals_come_before_torch_is_imported(case, small_data, tmp_path):
         data.mkdir()
         (data / "X_split_train.npy").write_bytes(b"\x93NUMPY garbage")
         (data / "Y_split_train.npy").write_bytes(b"")
-    proc = subprocess.run([sys.executable, "-c", REFUSE, "train", "--data-directory", str(data), "--out-directory",
-                           str(tmp_path / "out"), *extra], capture_output=True, text=True, timeout=120, cwd=ROOT,
-                          env=ENV)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            REFUSE,
+            "train",
+            "--data-directory",
+            str(data),
+            "--out-directory",
+            str(tmp_path / "out"),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=ENV,
+    )
     assert "Error:" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     _, code, seconds, torch_loaded = proc.stderr.strip().splitlines()[-1].split()
     assert code == "2" and torch_loaded == "False", proc.stderr
@@ -188,6 +234,7 @@ def test_refusals_come_before_torch_is_imported(case, small_data, tmp_path):
 
 
 # --- faults during work -----------------------------------------------------------------------------------------
+
 
 def wait_for(condition, timeout: float, proc: subprocess.Popen | None = None) -> None:
     deadline = time.time() + timeout
@@ -207,9 +254,26 @@ def test_a_signal_during_train_leaves_nothing(sig, existing, small_data, tmp_pat
     out = tmp_path / "out"
     if existing:  # a mounted volume: the directory exists and must stay empty
         out.mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "framework.cli", "train", "--data-directory",
-                             str(small_data["edge-impulse"]), "--out-directory", str(out), "--quiet", "--export",
-                             "tflite"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=ENV)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "framework.cli",
+            "train",
+            "--data-directory",
+            str(small_data["edge-impulse"]),
+            "--out-directory",
+            str(out),
+            "--quiet",
+            "--export",
+            "tflite",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=ENV,
+    )
     where = out if existing else tmp_path
     # wait until it is writing: the temporary folder exists while the model files are written
     wait_for(lambda: any(p.name.startswith(".vadblocks-tmp-") for p in where.iterdir()), 120, proc)
@@ -224,8 +288,19 @@ def test_a_signal_during_train_leaves_nothing(sig, existing, small_data, tmp_pat
 
 def test_two_trains_racing_for_one_out_directory(small_data, tmp_path):
     out = tmp_path / "out"
-    args = [sys.executable, "-m", "framework.cli", "train", "--data-directory", str(small_data["edge-impulse"]),
-            "--out-directory", str(out), "--quiet", "--export", "onnx"]  # the export keeps the first one busy
+    args = [
+        sys.executable,
+        "-m",
+        "framework.cli",
+        "train",
+        "--data-directory",
+        str(small_data["edge-impulse"]),
+        "--out-directory",
+        str(out),
+        "--quiet",
+        "--export",
+        "onnx",
+    ]  # the export keeps the first one busy
     first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=ENV)
     wait_for(lambda: any("lock" in p.name for p in tmp_path.iterdir()), 60, first)
     second = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=300)
@@ -233,8 +308,12 @@ def test_two_trains_racing_for_one_out_directory(small_data, tmp_path):
     assert first.returncode == 0, first_err
     assert second.returncode == 2 and "another vadblocks process is writing" in second.stderr
     assert "Traceback" not in second.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["anomaly_metadata.json", "backbone.npz", "model.onnx",
-                                                     "scorer_state.npz"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "anomaly_metadata.json",
+        "backbone.npz",
+        "model.onnx",
+        "scorer_state.npz",
+    ]
     assert leftovers(tmp_path) == [] and leftovers(out) == []
     check_model_dir(out)
 
@@ -244,8 +323,9 @@ def small_disk(tmp_path):
     """A real 1 MiB tmpfs (needs root and a machine that allows mounting; skipped elsewhere)."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True, text=True
+    )
     if proc.returncode:
         pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
     yield mount
@@ -257,8 +337,18 @@ def test_a_full_disk_while_writing_the_model(small_disk, existing, small_data):
     out = small_disk / "out"
     if existing:
         out.mkdir()
-    proc = cli("train", "--data-directory", small_data["edge-impulse"], "--out-directory", out, "--quiet",
-               "--export", "none", "--num-layers", "2")  # a 2 MB backbone: more than the 1 MiB disk holds
+    proc = cli(
+        "train",
+        "--data-directory",
+        small_data["edge-impulse"],
+        "--out-directory",
+        out,
+        "--quiet",
+        "--export",
+        "none",
+        "--num-layers",
+        "2",
+    )  # a 2 MB backbone: more than the 1 MiB disk holds
     assert proc.returncode == 2, proc.stderr
     assert "No space left on device" in proc.stderr and "nothing was written" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -79,8 +79,12 @@ def check_against_predict(results_before: list, results_after: list, reference: 
 
 
 def run_python_sdk(sdk_python: Path, eim: Path, mode: str, paths: list[Path], *extra: str) -> dict:
-    proc = subprocess.run([str(sdk_python), str(CLIENTS / "python_client.py"), str(eim), mode, str(LOW),
-                           *map(str, paths), *extra], capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [str(sdk_python), str(CLIENTS / "python_client.py"), str(eim), mode, str(LOW), *map(str, paths), *extra],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout)
 
@@ -118,9 +122,13 @@ def test_node_sdk_classifies_like_predict(sdk_python, model_dir, images, tmp_pat
     eim = write_eim(model_dir, tmp_path / "model.eim", "tflite", interpreter=str(sdk_python))
     features = tmp_path / "features.json"
     features.write_text(json.dumps([packed_pixels(p) for p in images]))
-    proc = subprocess.run(["node", str(CLIENTS / "node_client.js"), str(eim), shm, str(LOW), str(features)],
-                          capture_output=True, text=True, timeout=180,
-                          env={**os.environ, "NODE_PATH": str(NODE_MODULES)})
+    proc = subprocess.run(
+        ["node", str(CLIENTS / "node_client.js"), str(eim), shm, str(LOW), str(features)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "NODE_PATH": str(NODE_MODULES)},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout)
     assert out["shm"] is (shm == "always")
@@ -139,6 +147,7 @@ def packed_pixels(image: Path | np.ndarray) -> list[int]:
 
 
 # --- the raw protocol: bad requests never stop the runner ----------------------------------------------
+
 
 class EimProcess:
     def __init__(self, eim: Path) -> None:
@@ -177,16 +186,16 @@ def test_bad_requests_get_errors_and_the_runner_keeps_serving(sdk_python, model_
         shm_name = hello["features_shm"]["name"].lstrip("/")
         assert os.path.exists(f"/dev/shm/{shm_name}")
         bad = [
-            (b'this is not json\n', None, "request"),
+            (b"this is not json\n", None, "request"),
             (b'{"id": 2, "classify": [1, 2, 3]}', 2, "expected 9216 features"),
             (b'{"id": 3, "classify": "abc"}', 3, "list of numbers"),
-            (b'{"id": 4, "classify": ' + json.dumps([-5] * 9216).encode() + b'}', 4, "between 0 and 16777215"),
+            (b'{"id": 4, "classify": ' + json.dumps([-5] * 9216).encode() + b"}", 4, "between 0 and 16777215"),
             (b'{"id": 5, "classify_shm": {"elements": 10}}', 5, "elements = 9216"),
             (b'{"id": 6, "set_threshold": {"id": 99, "min_anomaly_score": 1}}', 6, "threshold id 1"),
             (b'{"id": 7, "set_threshold": {"id": 1, "min_anomaly_score": "x"}}', 7, "finite number"),
             (b'{"id": 8, "frobnicate": 1}', 8, "unknown request"),
             (b'{"id": 9, "classify": [1, 2,]}', 9, "not valid JSON"),
-            (b'[1, 2, 3]\n', None, "request"),
+            (b"[1, 2, 3]\n", None, "request"),
         ]
         for raw, rid, text in bad:
             answer = runner.send(raw)
@@ -206,6 +215,7 @@ def test_bad_requests_get_errors_and_the_runner_keeps_serving(sdk_python, model_
 
 # --- torch-free serving ------------------------------------------------------------------------------------
 
+
 def test_predict_and_test_through_exported_files_import_no_torch(model_dir, small_data, images):
     code = f"""
 import json, sys
@@ -222,19 +232,29 @@ for runtime in ("tflite", "onnx"):
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "litert_torch", "torchvision", "sklearn"))
 print(json.dumps(heavy))
 """
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          cwd=Path(__file__).resolve().parents[1])
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
 
 
 # --- the runner's HTTP API -----------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def server(model_dir):
-    proc = subprocess.Popen([sys.executable, "-m", "framework.cli", "serve", "--model-directory", str(model_dir),
-                             "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=Path(__file__).resolve().parents[1])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "framework.cli", "serve", "--model-directory", str(model_dir), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     line = proc.stdout.readline()
     assert "http://127.0.0.1:" in line, line + proc.stderr.read()
     yield line.split("http://")[1].split()[0]
@@ -255,8 +275,14 @@ def http(address: str, path: str, body: bytes | None = None, content_type: str |
 
 def multipart(field: str, filename: str, data: bytes) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\n"
-            f"Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     return body, f"multipart/form-data; boundary={boundary}"
 
 
@@ -290,8 +316,9 @@ def test_http_image_upload_maps_cells_to_the_original_size(server, model_dir, im
 
 
 def test_http_features_match_the_image_route(server, images):
-    status, _, text = http(server, "/api/features", json.dumps({"features": packed_pixels(images[-1])}).encode(),
-                           "application/json")
+    status, _, text = http(
+        server, "/api/features", json.dumps({"features": packed_pixels(images[-1])}).encode(), "application/json"
+    )
     assert status == 200, text
     by_features = json.loads(text)["result"]
     status, _, text = http(server, "/api/image", *multipart("file", "x.png", images[-1].read_bytes()))
@@ -300,18 +327,33 @@ def test_http_features_match_the_image_route(server, images):
     assert len(by_features["visual_anomaly_grid"]) == len(by_image["visual_anomaly_grid"])
 
 
-@pytest.mark.parametrize("path,body,ctype,message", [
-    ("/api/features", b"", "application/json",
-     'Missing body on request. Did you set "Content-Type: application/json" ?'),
-    ("/api/features", b'{"x": 1}', "application/json", 'Missing "features" on body'),
-    ("/api/features", b'{"features": 5}', "application/json", '"features" on body is not an array'),
-    ("/api/features", b'{"features": [1, "a"]}', "application/json",
-     'Not every element of the "features" array is a number'),
-    ("/api/features", b'{"features": [1, 2, 3]}', "application/json", "Expected 9216 features, but received 3"),
-    ("/api/features", b'{"features": [1, 2, 3]}', "text/plain", 'Missing "features" on body'),
-    ("/api/image", b'{"features": []}', "application/json",
-     'No files posted, requiring a multipart/form-data body with 1 item "file"'),
-])
+@pytest.mark.parametrize(
+    "path,body,ctype,message",
+    [
+        (
+            "/api/features",
+            b"",
+            "application/json",
+            'Missing body on request. Did you set "Content-Type: application/json" ?',
+        ),
+        ("/api/features", b'{"x": 1}', "application/json", 'Missing "features" on body'),
+        ("/api/features", b'{"features": 5}', "application/json", '"features" on body is not an array'),
+        (
+            "/api/features",
+            b'{"features": [1, "a"]}',
+            "application/json",
+            'Not every element of the "features" array is a number',
+        ),
+        ("/api/features", b'{"features": [1, 2, 3]}', "application/json", "Expected 9216 features, but received 3"),
+        ("/api/features", b'{"features": [1, 2, 3]}', "text/plain", 'Missing "features" on body'),
+        (
+            "/api/image",
+            b'{"features": []}',
+            "application/json",
+            'No files posted, requiring a multipart/form-data body with 1 item "file"',
+        ),
+    ],
+)
 def test_http_bad_requests_get_the_runners_400_answers(server, path, body, ctype, message):
     assert http(server, path, body, ctype) == (400, "text/plain", message)
 

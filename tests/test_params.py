@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from framework.errors import VadblocksError
 from framework.config import dumps_parameters_json, resolve, to_args
+from framework.errors import VadblocksError
 from framework.params import Param
 from tests.conftest import invoke
 
@@ -39,21 +39,34 @@ def test_parameters_json_schema(registry):
 def test_resolve_defaults_and_types(registry):
     cfg = resolve(registry, {"num_layers": "3", "sampling-ratio": "0.25"})
     assert cfg.scorer == "patchcore" and cfg.backbone == "mobilenetv2"
-    assert cfg.scorer_params == {"num_layers": 3, "pool_size": 3, "keep_unpooled": True, "sampling_ratio": 0.25,
-                                 "num_nearest_neighbors": 9}
-    assert cfg.training == {"augment": "flips", "threshold_policy": "f1", "target_fpr": 0.1, "validation": True,
-                            "int8_precision": "mixed"}
+    assert cfg.scorer_params == {
+        "num_layers": 3,
+        "pool_size": 3,
+        "keep_unpooled": True,
+        "sampling_ratio": 0.25,
+        "num_nearest_neighbors": 9,
+    }
+    assert cfg.training == {
+        "augment": "flips",
+        "threshold_policy": "f1",
+        "target_fpr": 0.1,
+        "validation": True,
+        "int8_precision": "mixed",
+    }
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"num-layers": "4"}, "--num-layers: '4' is out of range; expected an integer >= 1, <= 3"),
-    ({"num-layers": "two"}, "--num-layers: 'two' is not valid; expected an integer >= 1, <= 3"),
-    ({"sampling-ratio": "nan"}, "--sampling-ratio: 'nan' is not valid"),
-    ({"sampling-ratio": "0"}, "--sampling-ratio: '0' is out of range"),
-    ({"scoring-function": "magic"}, "--scoring-function: 'magic' is not valid; expected one of gmm, patchcore"),
-    ({"backbone": "vgg"}, "--backbone: 'vgg' is not valid; expected one of "),
-    ({"colour": "red"}, "unknown parameter(s): --colour"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"num-layers": "4"}, "--num-layers: '4' is out of range; expected an integer >= 1, <= 3"),
+        ({"num-layers": "two"}, "--num-layers: 'two' is not valid; expected an integer >= 1, <= 3"),
+        ({"sampling-ratio": "nan"}, "--sampling-ratio: 'nan' is not valid"),
+        ({"sampling-ratio": "0"}, "--sampling-ratio: '0' is out of range"),
+        ({"scoring-function": "magic"}, "--scoring-function: 'magic' is not valid; expected one of gmm, patchcore"),
+        ({"backbone": "vgg"}, "--backbone: 'vgg' is not valid; expected one of "),
+        ({"colour": "red"}, "unknown parameter(s): --colour"),
+    ],
+)
 def test_validation_messages(registry, values, message):
     with pytest.raises(VadblocksError) as err:
         resolve(registry, values)
@@ -61,8 +74,9 @@ def test_validation_messages(registry, values, message):
 
 
 def test_cli_rejects_bad_parameter_before_reading_data(tmp_path):
-    result = invoke("train", "--data-directory", tmp_path / "nope", "--out-directory", tmp_path / "o",
-                    "--num-layers", "7", ok=False)
+    result = invoke(
+        "train", "--data-directory", tmp_path / "nope", "--out-directory", tmp_path / "o", "--num-layers", "7", ok=False
+    )
     assert result.exit_code == 2
     assert "Error: --num-layers: '7' is out of range" in result.output
     assert not (tmp_path / "o").exists()
@@ -76,14 +90,17 @@ def test_container_arguments_round_trip(registry):
     assert resolve(registry, {k[2:]: v for k, v in pairs.items()}) == cfg
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(name="Bad_Name", type="int", default=1, help="h"), "kebab-case"),
-    (dict(name="x", type="complex", default=1, help="h"), "type 'complex' is not one of"),
-    (dict(name="x", type="select", default="c", help="h", options=("a", "b")), "default 'c' is not one of"),
-    (dict(name="x", type="int", default=0, help="h", min=1), "default does not validate"),
-    (dict(name="x", type="int", default=1, help=""), "help text is required"),
-    (dict(name="x", type="boolean", default=1, help="h"), "must be True or False"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(name="Bad_Name", type="int", default=1, help="h"), "kebab-case"),
+        (dict(name="x", type="complex", default=1, help="h"), "type 'complex' is not one of"),
+        (dict(name="x", type="select", default="c", help="h", options=("a", "b")), "default 'c' is not one of"),
+        (dict(name="x", type="int", default=0, help="h", min=1), "default does not validate"),
+        (dict(name="x", type="int", default=1, help=""), "help text is required"),
+        (dict(name="x", type="boolean", default=1, help="h"), "must be True or False"),
+    ],
+)
 def test_bad_declarations(kwargs, message):
     with pytest.raises(VadblocksError, match="bad parameter declaration") as err:
         Param(**kwargs)

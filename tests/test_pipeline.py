@@ -7,26 +7,39 @@ import json
 import numpy as np
 import pytest
 
+from framework.config import resolve
 from framework.data import load_dataset
 from framework.demo_data import TEXTURES, make_demo_dataset
 from framework.metrics import best_f1, evaluate
-from framework.config import resolve
-from framework.train.pipeline import AnomalyModel, train
 from framework.plugins import get_registry
+from framework.train.pipeline import AnomalyModel, train
 from tests.conftest import invoke
 
 
 @pytest.fixture(scope="module")
 def model_dir(small_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("m") / "model"
-    invoke("train", "--data-directory", small_data["edge-impulse"], "--out-directory", out, "--quiet",
-           "--num-layers", "2", "--sampling-ratio", "0.2", "--threshold-policy", "max", "--augment", "none")
+    invoke(
+        "train",
+        "--data-directory",
+        small_data["edge-impulse"],
+        "--out-directory",
+        out,
+        "--quiet",
+        "--num-layers",
+        "2",
+        "--sampling-ratio",
+        "0.2",
+        "--threshold-policy",
+        "max",
+        "--augment",
+        "none",
+    )
     return out
 
 
 def test_train_writes_model_and_metadata(model_dir):
-    assert sorted(p.name for p in model_dir.iterdir()) == ["anomaly_metadata.json", "backbone.npz",
-                                                          "scorer_state.npz"]
+    assert sorted(p.name for p in model_dir.iterdir()) == ["anomaly_metadata.json", "backbone.npz", "scorer_state.npz"]
     meta = json.loads((model_dir / "anomaly_metadata.json").read_text())
     assert meta["scorer"] == "patchcore" and meta["backbone"] == "mobilenetv2"
     assert meta["gridSize"] == [12, 12] and meta["inputShape"] == [96, 96, 3]
@@ -74,24 +87,56 @@ def torch_equal(a, b) -> bool:
 
 
 def test_test_json_shape_and_values(small_data, model_dir):
-    out = json.loads(invoke("test", "--model-directory", model_dir, "--data-directory",
-                            small_data["folder"], "--json").output)
-    assert set(out) == {"f1", "fpr", "recall", "best_f1", "best_threshold", "image_auroc", "pixel_auroc",
-                        "threshold", "counts", "n_images"}
+    out = json.loads(
+        invoke("test", "--model-directory", model_dir, "--data-directory", small_data["folder"], "--json").output
+    )
+    assert set(out) == {
+        "f1",
+        "fpr",
+        "recall",
+        "best_f1",
+        "best_threshold",
+        "image_auroc",
+        "pixel_auroc",
+        "threshold",
+        "counts",
+        "n_images",
+    }
     c = out["counts"]
     assert out["fpr"] == c["fp"] / (c["fp"] + c["tn"]) and out["recall"] == c["tp"] / (c["tp"] + c["fn"])
     assert out["n_images"] == 16 and sum(out["counts"].values()) == 16
     assert out["image_auroc"] > 0.9 and out["pixel_auroc"] > 0.9
-    ei = json.loads(invoke("test", "--model-directory", model_dir, "--data-directory",
-                           small_data["edge-impulse"], "--json").output)
+    ei = json.loads(
+        invoke("test", "--model-directory", model_dir, "--data-directory", small_data["edge-impulse"], "--json").output
+    )
     assert ei["pixel_auroc"] is None and ei["image_auroc"] == pytest.approx(out["image_auroc"], abs=0.02)
-    low = json.loads(invoke("test", "--model-directory", model_dir, "--data-directory",
-                            small_data["folder"], "--json", "--threshold", "0").output)
+    low = json.loads(
+        invoke(
+            "test",
+            "--model-directory",
+            model_dir,
+            "--data-directory",
+            small_data["folder"],
+            "--json",
+            "--threshold",
+            "0",
+        ).output
+    )
     assert low["threshold"] == 0 and low["counts"]["tp"] == 8 and low["counts"]["fp"] == 8
     assert low["fpr"] == 1.0 and low["recall"] == 1.0
     assert low["best_f1"] == out["best_f1"] and out["best_f1"] >= out["f1"]
-    at_best = json.loads(invoke("test", "--model-directory", model_dir, "--data-directory", small_data["folder"],
-                                "--json", "--threshold", repr(out["best_threshold"])).output)
+    at_best = json.loads(
+        invoke(
+            "test",
+            "--model-directory",
+            model_dir,
+            "--data-directory",
+            small_data["folder"],
+            "--json",
+            "--threshold",
+            repr(out["best_threshold"]),
+        ).output
+    )
     assert at_best["f1"] == pytest.approx(out["best_f1"])
 
 
@@ -105,8 +150,7 @@ def test_best_f1_is_the_best_over_every_threshold():
         if not y.any():
             assert best is None
             continue
-        brute = max(2 * (y & (s > t)).sum() / ((s > t).sum() + y.sum())
-                    for t in np.r_[s, s.min() - 1.0])
+        brute = max(2 * (y & (s > t)).sum() / ((s > t).sum() + y.sum()) for t in np.r_[s, s.min() - 1.0])
         assert best[0] == pytest.approx(brute)
         pred = s > best[1]
         assert 2 * (pred & y).sum() / (pred.sum() + y.sum()) == pytest.approx(best[0])
@@ -117,15 +161,22 @@ def test_in_process_and_cli_agree(small_data, model_dir):
     ds = load_dataset(small_data["folder"])
     grids, scores = model.predict(ds.test.images)
     assert evaluate(grids, scores, ds.test, model.threshold)["image_auroc"] == pytest.approx(
-        json.loads(invoke("test", "--model-directory", model_dir, "--data-directory", small_data["folder"],
-                          "--json").output)["image_auroc"])
+        json.loads(
+            invoke("test", "--model-directory", model_dir, "--data-directory", small_data["folder"], "--json").output
+        )["image_auroc"]
+    )
 
 
 def test_predict_json_and_heatmaps(small_data, model_dir, tmp_path):
-    imgs = sorted((small_data["folder"] / "test").glob("*/000.png"))[:2] + \
-        sorted((small_data["folder"] / "test" / "good").glob("*.png"))[:1]
-    lines = invoke("predict", "--model-directory", model_dir, *imgs, "--json", "--heatmaps", tmp_path / "h") \
-        .output.strip().splitlines()
+    imgs = (
+        sorted((small_data["folder"] / "test").glob("*/000.png"))[:2]
+        + sorted((small_data["folder"] / "test" / "good").glob("*.png"))[:1]
+    )
+    lines = (
+        invoke("predict", "--model-directory", model_dir, *imgs, "--json", "--heatmaps", tmp_path / "h")
+        .output.strip()
+        .splitlines()
+    )
     assert len(lines) == 3
     for line, path in zip(lines, imgs):
         rec = json.loads(line)
@@ -134,21 +185,34 @@ def test_predict_json_and_heatmaps(small_data, model_dir, tmp_path):
     names = sorted(p.name for p in (tmp_path / "h").iterdir())
     assert len(names) == 3 and all(n.endswith("_heatmap.png") for n in names)
     from PIL import Image
+
     assert Image.open(tmp_path / "h" / names[0]).size == (384, 384)
 
 
 def test_predict_bad_image_and_missing_model(tmp_path, model_dir):
     bad = tmp_path / "x.png"
     bad.write_bytes(b"nope")
-    assert "x.png is corrupt or not an image" in invoke("predict", "--model-directory", model_dir, bad,
-                                                        ok=False).output
-    assert "is not a vadblocks model directory" in invoke("predict", "--model-directory", tmp_path, bad,
-                                                          ok=False).output
+    assert "x.png is corrupt or not an image" in invoke("predict", "--model-directory", model_dir, bad, ok=False).output
+    assert (
+        "is not a vadblocks model directory" in invoke("predict", "--model-directory", tmp_path, bad, ok=False).output
+    )
 
 
 def test_unknown_extra_arguments_are_tolerated(small_data, tmp_path):
-    result = invoke("train", "--data-directory", small_data["edge-impulse"], "--out-directory", tmp_path / "o",
-                    "--quiet", "--sampling-ratio", "0.05", "--epochs", "30", "--learning-rate", "0.1")
+    result = invoke(
+        "train",
+        "--data-directory",
+        small_data["edge-impulse"],
+        "--out-directory",
+        tmp_path / "o",
+        "--quiet",
+        "--sampling-ratio",
+        "0.05",
+        "--epochs",
+        "30",
+        "--learning-rate",
+        "0.1",
+    )
     assert "Warning: ignoring unknown arguments: --epochs 30 --learning-rate 0.1" in result.output
     assert (tmp_path / "o" / "anomaly_metadata.json").exists()
 
@@ -162,8 +226,16 @@ def test_failure_while_writing_leaves_nothing(small_data, tmp_path, monkeypatch)
     monkeypatch.setattr(PatchCore, "get_state", boom)
     out = tmp_path / "out"
     with pytest.raises(RuntimeError):
-        invoke("train", "--data-directory", small_data["edge-impulse"], "--out-directory", out, "--quiet",
-               "--sampling-ratio", "0.05")
+        invoke(
+            "train",
+            "--data-directory",
+            small_data["edge-impulse"],
+            "--out-directory",
+            out,
+            "--quiet",
+            "--sampling-ratio",
+            "0.05",
+        )
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
@@ -171,8 +243,16 @@ def test_overwrite_existing_out_directory_atomically(small_data, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "anomaly_metadata.json").write_text("{}")
-    invoke("train", "--data-directory", small_data["edge-impulse"], "--out-directory", out, "--quiet",
-           "--sampling-ratio", "0.05")
+    invoke(
+        "train",
+        "--data-directory",
+        small_data["edge-impulse"],
+        "--out-directory",
+        out,
+        "--quiet",
+        "--sampling-ratio",
+        "0.05",
+    )
     assert json.loads((out / "anomaly_metadata.json").read_text())["scorer"] == "patchcore"
     assert not [p for p in out.iterdir() if p.name.startswith(".vadblocks-tmp")]
 
@@ -181,11 +261,17 @@ def test_overwrite_existing_out_directory_atomically(small_data, tmp_path):
 @pytest.mark.parametrize("scorer, min_auroc", [("patchcore", 0.95), ("gmm", 0.90)])
 def test_demo_dataset_accuracy_on_each_texture(tmp_path_factory, registry, scorer, min_auroc):
     root = tmp_path_factory.getbasetemp() / "demo"
-    paths = make_demo_dataset(root) if not (root / "gravel-ei").exists() else {
-        t: {"edge-impulse": root / f"{t}-ei", "folder": root / t} for t in TEXTURES}
+    paths = (
+        make_demo_dataset(root)
+        if not (root / "gravel-ei").exists()
+        else {t: {"edge-impulse": root / f"{t}-ei", "folder": root / t} for t in TEXTURES}
+    )
     for texture in TEXTURES:
-        model = train(load_dataset(paths[texture]["edge-impulse"]),
-                      resolve(registry, {"scoring-function": scorer}), progress=False)
+        model = train(
+            load_dataset(paths[texture]["edge-impulse"]),
+            resolve(registry, {"scoring-function": scorer}),
+            progress=False,
+        )
         ds = load_dataset(paths[texture]["folder"])
         grids, scores = model.predict(ds.test.images)
         result = evaluate(grids, scores, ds.test, model.threshold)

@@ -9,13 +9,13 @@ import sys
 
 import pytest
 
-from framework.train.pipeline import train
 from framework.config import resolve
-from framework.plugins import get_registry
 from framework.data import load_dataset
+from framework.plugins import get_registry
+from framework.train.pipeline import train
 from tests.conftest import invoke, write_plugin_dist
 
-MEAN_SCORER = '''
+MEAN_SCORER = """
 import numpy as np, torch
 from torch import nn
 from framework import hookimpl
@@ -50,7 +50,7 @@ class MeanDistance(Scorer):
 @hookimpl
 def register_scorers(register):
     register(MeanDistance)
-'''
+"""
 
 
 def test_builtins_come_from_entry_points(fresh_plugins):
@@ -70,13 +70,18 @@ def test_third_party_plugin_discovered_listed_and_usable(tmp_path, monkeypatch, 
     assert (entry.distribution, entry.plugin) == ("vad-meandist", "vad_meandist")
     out = json.loads(invoke("plugins", "--json").output)
     assert {"name": "meandist", "distribution": "vad-meandist"}.items() <= next(
-        s for s in out["scorers"] if s["name"] == "meandist").items()
+        s for s in out["scorers"] if s["name"] == "meandist"
+    ).items()
     params = json.loads(invoke("params").output)
     item = next(p for p in params["parameters"] if p["param"] == "meandist-scale")
     assert item["showIf"] == {"parameter": "scoring-function", "operator": "eq", "value": "meandist"}
     assert "meandist" in next(p for p in params["parameters"] if p["param"] == "scoring-function")["valid"]
-    model = train(load_dataset(small_data["edge-impulse"]), resolve(reg, {"scoring-function": "meandist"}),
-                  registry=reg, progress=False)
+    model = train(
+        load_dataset(small_data["edge-impulse"]),
+        resolve(reg, {"scoring-function": "meandist"}),
+        registry=reg,
+        progress=False,
+    )
     grids, scores = model.predict(load_dataset(small_data["folder"]).test.images)
     assert grids.shape == (16, 12, 12) and scores.shape == (16,)
 
@@ -90,8 +95,16 @@ def test_import_failure_is_reported_and_builtins_keep_working(tmp_path, monkeypa
     assert failure.distribution == "vad-broken" and "not_a_module_xyz" in failure.reason
     text = invoke("plugins").output
     assert "failed:" in text and "vad-broken" in text and "No module named 'not_a_module_xyz'" in text
-    result = invoke("train", "--data-directory", tmp_path, "--out-directory", tmp_path / "o",
-                    "--scoring-function", "vad_broken", ok=False)
+    result = invoke(
+        "train",
+        "--data-directory",
+        tmp_path,
+        "--out-directory",
+        tmp_path / "o",
+        "--scoring-function",
+        "vad_broken",
+        ok=False,
+    )
     assert "scorer 'vad_broken' is unavailable: plugin 'vad_broken' (vad-broken) failed" in result.output
 
 
@@ -143,8 +156,13 @@ def test_allowlist_environment_variable(tmp_path, monkeypatch, fresh_plugins):
 def test_plugins_cli_in_a_real_process(tmp_path):
     site = write_plugin_dist(tmp_path / "site", "vad-meandist", "vad_meandist", MEAN_SCORER)
     env = dict(os.environ, PYTHONPATH=str(site))
-    out = subprocess.run([sys.executable, "-m", "framework.cli", "plugins", "--json"], env=env,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "framework.cli", "plugins", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     names = {s["name"]: s["distribution"] for s in json.loads(out)["scorers"]}
     assert names == {"gmm": "vadblocks", "patchcore": "vadblocks", "meandist": "vad-meandist"}
 
@@ -155,9 +173,11 @@ def test_the_plugin_host_imports_no_training_code():
     import subprocess
     import sys
 
-    code = ("import sys; from framework.plugins import get_registry; from framework.config import parameters_json; "
-            "parameters_json(get_registry()); "
-            "print(sorted(m for m in sys.modules if m.startswith(('framework.train.', 'framework.train', 'torch'))"
-            " and m != 'framework.training_params'))")
+    code = (
+        "import sys; from framework.plugins import get_registry; from framework.config import parameters_json; "
+        "parameters_json(get_registry()); "
+        "print(sorted(m for m in sys.modules if m.startswith(('framework.train.', 'framework.train', 'torch'))"
+        " and m != 'framework.training_params'))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -12,8 +12,16 @@ import pytest
 from tests.conftest import invoke
 
 CHROMIUM = os.environ.get("VADBLOCKS_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless=new", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--disable-quic", "--no-sandbox"]
+ARGS = [
+    "--headless=new",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--no-sandbox",
+]
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +34,9 @@ def model_dir(small_data, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def report_file(model_dir, small_data) -> Path:
     out = model_dir.parent / "report.html"
-    text = invoke("report", "--model-directory", model_dir, "--data-directory", small_data["folder"], "--out",
-                  out).output
+    text = invoke(
+        "report", "--model-directory", model_dir, "--data-directory", small_data["folder"], "--out", out
+    ).output
     assert "Report written to" in text and out.is_file()
     return out
 
@@ -59,15 +68,20 @@ def page(browser, report_file):
 
 
 def cli_test(model_dir: Path, data: Path, threshold: float) -> dict:
-    return json.loads(invoke("test", "--model-directory", model_dir, "--data-directory", data, "--json",
-                             "--threshold", repr(threshold)).output)
+    return json.loads(
+        invoke(
+            "test", "--model-directory", model_dir, "--data-directory", data, "--json", "--threshold", repr(threshold)
+        ).output
+    )
 
 
 def page_metrics(page) -> dict:
     values = page.evaluate("""() => Object.fromEntries(['f1', 'tp', 'fp', 'tn', 'fn'].map(
         (k) => [k, document.getElementById(k).dataset.value]))""")
-    return {"f1": None if values["f1"] == "null" else float(values["f1"]),
-            "counts": {k: int(values[k]) for k in ("tp", "fp", "tn", "fn")}}
+    return {
+        "f1": None if values["f1"] == "null" else float(values["f1"]),
+        "counts": {k: int(values[k]) for k in ("tp", "fp", "tn", "fn")},
+    }
 
 
 def set_threshold(page, value: float) -> None:
@@ -77,16 +91,18 @@ def set_threshold(page, value: float) -> None:
 
 def predictions(model_dir: Path, paths: list[Path]) -> dict[str, dict]:
     out = invoke("predict", "--model-directory", model_dir, *paths, "--json").output
-    return {Path(r["path"]).relative_to(paths[0].parents[2]).as_posix(): r
-            for r in map(json.loads, out.splitlines())}
+    return {Path(r["path"]).relative_to(paths[0].parents[2]).as_posix(): r for r in map(json.loads, out.splitlines())}
 
 
 def test_threshold_changes_give_the_clis_numbers(page, model_dir, small_data):
     data = small_data["folder"]
     suggested = json.loads((model_dir / "anomaly_metadata.json").read_text())["nominalThresholdScore"]
     assert float(page.input_value("#threshold-input")) == pytest.approx(suggested)
-    scores = sorted(page.evaluate("() => JSON.parse(document.getElementById('report-data').textContent)"
-                                  ".samples.map((s) => s.score)"))
+    scores = sorted(
+        page.evaluate(
+            "() => JSON.parse(document.getElementById('report-data').textContent).samples.map((s) => s.score)"
+        )
+    )
     seen = set()
     for t in (suggested, scores[2], scores[len(scores) // 2], scores[-3] + 1e-6, scores[-1] + 1.0):
         set_threshold(page, t)
@@ -149,19 +165,27 @@ def test_outlined_cells_are_the_cells_above_the_threshold(page, model_dir, small
         width = page.evaluate("document.getElementById('cell-canvas').width")
         height = page.evaluate("document.getElementById('cell-canvas').height")
         page.uncheck("#show-mask")
-        for (r, c) in [tuple(map(int, rc)) for rc in np.argwhere(grid > t)][:3] + \
-                      [tuple(map(int, rc)) for rc in np.argwhere(grid <= t)][:3]:
+        for r, c in [tuple(map(int, rc)) for rc in np.argwhere(grid > t)][:3] + [
+            tuple(map(int, rc)) for rc in np.argwhere(grid <= t)
+        ][:3]:
             x = round((c + 0.5) * width / gw)
             y = round(r * height / gh) + 1  # on the top edge of the cell's outline (2 px wide)
-            px = page.evaluate("([x, y]) => Array.from(document.getElementById('cell-canvas').getContext('2d')"
-                               ".getImageData(x, y, 1, 1).data)", [x, y])
+            px = page.evaluate(
+                "([x, y]) => Array.from(document.getElementById('cell-canvas').getContext('2d')"
+                ".getImageData(x, y, 1, 1).data)",
+                [x, y],
+            )
             assert (min(px[:3]) >= 250) == bool(grid[r, c] > t), (r, c, px)
         page.check("#show-mask")
 
 
 def test_toggles_redraw_the_view(page, small_data):
-    select_sample(page, "test/scratch/000.png" if (small_data["folder"] / "test/scratch/000.png").exists()
-                  else page.text_content("#samples tbody tr:nth-child(1) td:nth-child(2)"))
+    select_sample(
+        page,
+        "test/scratch/000.png"
+        if (small_data["folder"] / "test/scratch/000.png").exists()
+        else page.text_content("#samples tbody tr:nth-child(1) td:nth-child(2)"),
+    )
     snap = "() => document.getElementById('cell-canvas').toDataURL()"
     with_all = page.evaluate(snap)
     page.uncheck("#show-grid")
@@ -196,8 +220,17 @@ def test_no_network_no_console_errors_and_a_screenshot(page, report_file, tmp_pa
 
 
 def test_test_command_writes_report_and_plots(model_dir, small_data, tmp_path):
-    out = invoke("test", "--model-directory", model_dir, "--data-directory", small_data["folder"],
-                 "--report", tmp_path / "r.html", "--plots", tmp_path / "plots").output
+    out = invoke(
+        "test",
+        "--model-directory",
+        model_dir,
+        "--data-directory",
+        small_data["folder"],
+        "--report",
+        tmp_path / "r.html",
+        "--plots",
+        tmp_path / "plots",
+    ).output
     assert "report:" in out and "plots:" in out
     assert (tmp_path / "r.html").stat().st_size > 10_000
     for name in ("roc.png", "scores.png"):

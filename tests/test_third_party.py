@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from framework.container import runner
 from framework.cli import _read_build_args
-from framework.errors import VadblocksError
+from framework.container import runner
 from framework.container.package import DOCKERFILE_HEAD
 from framework.container.scaffold import init_scorer
+from framework.errors import VadblocksError
 from tests.conftest import invoke
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,16 +33,21 @@ def venv(tmp_path_factory):
     root = tmp_path_factory.mktemp("venv") / "v"
     subprocess.run([sys.executable, "-m", "venv", str(root)], check=True)
     py = root / "bin" / "python"
-    site_dir = subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                              capture_output=True, text=True, check=True).stdout.strip()
+    site_dir = subprocess.run(
+        [py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     host = sysconfig.get_paths()["purelib"]
     (Path(site_dir) / "vadblocks-host.pth").write_text(f"import site; site.addsitedir({host!r})\n")
     return py
 
 
 def pip_install(py: Path, path: Path) -> None:
-    proc = subprocess.run([py, "-m", "pip", "install", "--quiet", "--no-deps", "-e", str(path)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [py, "-m", "pip", "install", "--quiet", "--no-deps", "-e", str(path)], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
 
 
@@ -72,24 +77,41 @@ def exercise(py: Path, scorer: str, dist: str, small_data, tmp: Path, extra_para
     """The whole path a third-party scorer must support, ending with its block's container."""
     listed = json.loads(cli(py, "plugins", "--json").stdout)
     assert {"name": scorer, "distribution": dist}.items() <= next(
-        s for s in listed["scorers"] if s["name"] == scorer).items()
+        s for s in listed["scorers"] if s["name"] == scorer
+    ).items()
     assert listed["failed"] == []
     params = json.loads(cli(py, "params").stdout)
     assert scorer in params["parameters"][0]["valid"]
-    cli(py, "train", "--data-directory", small_data["edge-impulse"], "--out-directory", tmp / "m", "--quiet",
-        "--scoring-function", scorer, *extra_params)
+    cli(
+        py,
+        "train",
+        "--data-directory",
+        small_data["edge-impulse"],
+        "--out-directory",
+        tmp / "m",
+        "--quiet",
+        "--scoring-function",
+        scorer,
+        *extra_params,
+    )
     assert sorted(p.name for p in (tmp / "m").iterdir()) == MODEL_FILES
-    result = json.loads(cli(py, "test", "--model-directory", tmp / "m", "--data-directory", small_data["folder"],
-                            "--json").stdout)
+    result = json.loads(
+        cli(py, "test", "--model-directory", tmp / "m", "--data-directory", small_data["folder"], "--json").stdout
+    )
     assert result["n_images"] == 16 and result["image_auroc"] is not None
     img = sorted((small_data["folder"] / "test" / "scratch").glob("*.png"))[0]
     line = json.loads(cli(py, "predict", "--model-directory", tmp / "m", img, "--json").stdout)
     assert len(line["grid"]) == 12
-    cli(py, "package", "--out", tmp / "block", "--scorer", scorer, "--scorer", "patchcore",
-        "--backbone", "mobilenetv2")
+    cli(py, "package", "--out", tmp / "block", "--scorer", scorer, "--scorer", "patchcore", "--backbone", "mobilenetv2")
     block = tmp / "block"
-    assert {p.name for p in block.iterdir()} >= {"Dockerfile", "parameters.json", "requirements.txt", "README.md",
-                                                 ".dockerignore", "wheels"}
+    assert {p.name for p in block.iterdir()} >= {
+        "Dockerfile",
+        "parameters.json",
+        "requirements.txt",
+        "README.md",
+        ".dockerignore",
+        "wheels",
+    }
     wheels = sorted(p.name.split("-")[0] for p in (block / "wheels").glob("*.whl"))
     assert wheels == sorted(["vadblocks", dist.replace("-", "_")])
     doc = json.loads((block / "parameters.json").read_text())
@@ -98,8 +120,9 @@ def exercise(py: Path, scorer: str, dist: str, small_data, tmp: Path, extra_para
     tag = f"vadblocks-test-{scorer}:latest"
     runner.build(block, tag, build_args(), log=lambda line: None)
     lines: list[str] = []
-    code = runner.run(block, small_data["edge-impulse"], tmp / "out", {"scoring-function": scorer}, tag=tag,
-                      log=lines.append)
+    code = runner.run(
+        block, small_data["edge-impulse"], tmp / "out", {"scoring-function": scorer}, tag=tag, log=lines.append
+    )
     assert code == 0, "\n".join(lines)
     assert sorted(p.name for p in (tmp / "out").iterdir()) == CONTAINER_FILES
     ours = json.loads((tmp / "m" / "anomaly_metadata.json").read_text())
@@ -111,21 +134,51 @@ def exercise(py: Path, scorer: str, dist: str, small_data, tmp: Path, extra_para
 def test_scaffolded_scorer_end_to_end(venv, small_data, tmp_path, docker_client):
     pkg = init_scorer("acme", tmp_path)
     pip_install(venv, pkg)
-    proc = subprocess.run([venv, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=pkg,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [venv, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=pkg, capture_output=True, text=True
+    )
     assert proc.returncode == 0 and "3 passed" in proc.stdout, proc.stdout + proc.stderr
-    block, tag = exercise(venv, "acme", "vadblocks-acme", small_data, tmp_path, ["--acme-scale", "2"],
-                          docker_client)
+    block, tag = exercise(venv, "acme", "vadblocks-acme", small_data, tmp_path, ["--acme-scale", "2"], docker_client)
     # the block also builds and runs with the plain docker CLI
-    subprocess.run(["docker", "build", "-q", "-t", tag, *[w for k, v in build_args().items()
-                                                         for w in ("--build-arg", f"{k}={v}")], str(block)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "docker",
+            "build",
+            "-q",
+            "-t",
+            tag,
+            *[w for k, v in build_args().items() for w in ("--build-arg", f"{k}={v}")],
+            str(block),
+        ],
+        check=True,
+        capture_output=True,
+    )
     out = tmp_path / "plain"
     out.mkdir()
-    proc = subprocess.run(["docker", "run", "--rm", "--network", "none", "-u", f"{os.getuid()}:{os.getgid()}",
-                           "-v", f"{small_data['edge-impulse']}:/data:ro", "-v", f"{out}:/out", tag,
-                           "--data-directory", "/data", "--out-directory", "/out", "--scoring-function", "acme"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-u",
+            f"{os.getuid()}:{os.getgid()}",
+            "-v",
+            f"{small_data['edge-impulse']}:/data:ro",
+            "-v",
+            f"{out}:/out",
+            tag,
+            "--data-directory",
+            "/data",
+            "--out-directory",
+            "/out",
+            "--scoring-function",
+            "acme",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in out.iterdir()) == CONTAINER_FILES
 
@@ -133,8 +186,9 @@ def test_scaffolded_scorer_end_to_end(venv, small_data, tmp_path, docker_client)
 def test_example_padim_package_end_to_end(venv, small_data, tmp_path, docker_client):
     pkg = ROOT / "examples" / "vadblocks-padim"
     pip_install(venv, pkg)
-    proc = subprocess.run([venv, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(pkg / "tests")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [venv, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(pkg / "tests")], capture_output=True, text=True
+    )
     assert proc.returncode == 0 and "5 passed" in proc.stdout, proc.stdout + proc.stderr
     exercise(venv, "padim", "vadblocks-padim", small_data, tmp_path, ["--padim-dim", "32"], docker_client)
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from framework.train import augment, thresholds, validation
 from framework.config import parameters_json, resolve, to_args
 from framework.data import load_dataset
 from framework.errors import VadblocksError
 from framework.metrics import auroc, best_f1
+from framework.train import augment, thresholds, validation
 from framework.train.pipeline import AnomalyModel, train
 from framework.train.synthetic import KINDS, SCALES, make_anomalies
 from tests.conftest import invoke
@@ -22,6 +22,7 @@ from tests.conftest import invoke
 def metrics_f1(labels: np.ndarray, predicted: np.ndarray) -> float:
     tp, fp, fn = (labels & predicted).sum(), (~labels & predicted).sum(), (labels & ~predicted).sum()
     return float(2 * tp / (2 * tp + fp + fn))
+
 
 OPTIONS = {"augment": "flips", "threshold-policy": "fpr", "target-fpr": 0.1, "validation": False}
 
@@ -39,8 +40,12 @@ def test_training_parameters_reach_parameters_json_cli_container_and_metadata(re
     assert items["validation"]["type"] == "boolean"
     config = resolve(registry, OPTIONS)
     args = to_args(registry, config)
-    for name, value in (("--augment", "flips"), ("--threshold-policy", "fpr"), ("--target-fpr", "0.1"),
-                        ("--validation", "0")):
+    for name, value in (
+        ("--augment", "flips"),
+        ("--threshold-policy", "fpr"),
+        ("--target-fpr", "0.1"),
+        ("--validation", "0"),
+    ):
         assert args[args.index(name) + 1] == value
     model = train(dataset, config, progress=False)
     assert {k: model.metadata["parameters"][k] for k in OPTIONS} == OPTIONS
@@ -49,12 +54,15 @@ def test_training_parameters_reach_parameters_json_cli_container_and_metadata(re
     assert all(f"--{name}" in help_text for name in OPTIONS)
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"augment": "mirror"}, "--augment: 'mirror' is not valid; expected one of none, flips, rot90, dihedral"),
-    ({"threshold-policy": "p99"}, "--threshold-policy: 'p99' is not valid; expected one of max, fpr, f1"),
-    ({"target-fpr": "0.9"}, "--target-fpr: '0.9' is out of range; expected a number >= 0.001, <= 0.5"),
-    ({"validation": "maybe"}, "--validation: 'maybe' is not valid; expected 1/0 (true/false)"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"augment": "mirror"}, "--augment: 'mirror' is not valid; expected one of none, flips, rot90, dihedral"),
+        ({"threshold-policy": "p99"}, "--threshold-policy: 'p99' is not valid; expected one of max, fpr, f1"),
+        ({"target-fpr": "0.9"}, "--target-fpr: '0.9' is out of range; expected a number >= 0.001, <= 0.5"),
+        ({"validation": "maybe"}, "--validation: 'maybe' is not valid; expected 1/0 (true/false)"),
+    ],
+)
 def test_bad_training_options_are_refused(registry, values, message):
     with pytest.raises(VadblocksError) as err:
         resolve(registry, values)
@@ -125,8 +133,13 @@ def test_similar_groups_hold_out_look_alikes_together():
 
 
 def test_estimate_prints_the_folds_range_where_they_disagree():
-    section = {"image_auroc": 0.8, "pixel_auroc": 0.9, "f1": 0.7, "fpr": 0.1, "method": {"heldOutNormal": 40,
-                                                                                         "folds": 5}}
+    section = {
+        "image_auroc": 0.8,
+        "pixel_auroc": 0.9,
+        "f1": 0.7,
+        "fpr": 0.1,
+        "method": {"heldOutNormal": 40, "folds": 5},
+    }
     assert "across" not in next(validation.estimate_lines({**section, "image_auroc_folds": [0.78, 0.82]}))
     line = next(validation.estimate_lines({**section, "image_auroc_folds": [0.70, 0.90]}))
     assert "image AUROC 0.800 (0.700-0.900 across the 5 folds)" in line
@@ -151,8 +164,18 @@ def test_trained_model_records_its_policy(registry, dataset, policy):
 
 def test_f1_policy_without_validation_falls_back_to_the_maximum(small_data, tmp_path):
     out = tmp_path / "m"
-    result = invoke("train", "--data-directory", small_data["edge-impulse"], "--out-directory", out, "--quiet",
-                    "--threshold-policy", "f1", "--validation", "0")
+    result = invoke(
+        "train",
+        "--data-directory",
+        small_data["edge-impulse"],
+        "--out-directory",
+        out,
+        "--quiet",
+        "--threshold-policy",
+        "f1",
+        "--validation",
+        "0",
+    )
     meta = json.loads((out / "anomaly_metadata.json").read_text())
     assert meta["nominalThresholdScore"] == meta["maxTrainingScore"]
     assert "the f1 policy needs validation, which is turned off" in meta["thresholdPolicy"]["how"]
@@ -162,8 +185,9 @@ def test_f1_policy_without_validation_falls_back_to_the_maximum(small_data, tmp_
 
 def test_augmented_copies_count_as_their_source_image(registry, dataset):
     """Leave-one-out training scores exclude the bank entries of an image's flipped copies too."""
-    model = train(dataset, resolve(registry, {"augment": "flips", "sampling-ratio": 0.5, "validation": 0}),
-                  progress=False)
+    model = train(
+        dataset, resolve(registry, {"augment": "flips", "sampling-ratio": 0.5, "validation": 0}), progress=False
+    )
     scorer = model.scorer
     owners = scorer._bank_images
     n = len(dataset.train)
@@ -182,10 +206,10 @@ def test_augmented_copies_count_as_their_source_image(registry, dataset):
 
 def test_augmentation_learns_the_transformed_images(registry, dataset):
     """A mirrored training image scores like a training image once flips are learned."""
-    plain = train(dataset, resolve(registry, {"augment": "none", "validation": 0, "sampling-ratio": 1}),
-                  progress=False)
-    flips = train(dataset, resolve(registry, {"augment": "flips", "validation": 0, "sampling-ratio": 1}),
-                  progress=False)
+    plain = train(dataset, resolve(registry, {"augment": "none", "validation": 0, "sampling-ratio": 1}), progress=False)
+    flips = train(
+        dataset, resolve(registry, {"augment": "flips", "validation": 0, "sampling-ratio": 1}), progress=False
+    )
     mirrored = np.ascontiguousarray(dataset.train.images[:8, :, ::-1])
     assert flips.predict(mirrored)[1].max() < 0.01 * plain.predict(mirrored)[1].min()  # memorised exactly
     assert augment.copies("dihedral") == 8 and len({t(mirrored).tobytes() for t in augment.transforms("dihedral")}) == 7
@@ -194,15 +218,14 @@ def test_augmentation_learns_the_transformed_images(registry, dataset):
 def test_rot90_needs_square_images(registry, dataset):
     import dataclasses
 
-    wide = dataclasses.replace(dataset, train=dataclasses.replace(dataset.train,
-                                                                  images=dataset.train.images[:, :64]))
+    wide = dataclasses.replace(dataset, train=dataclasses.replace(dataset.train, images=dataset.train.images[:, :64]))
     with pytest.raises(VadblocksError, match="needs square images"):
         train(wide, resolve(registry, {"augment": "rot90"}), progress=False)
 
 
 def test_exported_graph_of_an_augmented_model_matches_in_process(registry, dataset, tmp_path):
-    from framework.train.export import save_with_exports
     from framework.serve.runtimes import open_runtime
+    from framework.train.export import save_with_exports
 
     model = train(dataset, resolve(registry, {"augment": "rot90", "validation": 0}), progress=False)
     save_with_exports(model, tmp_path / "m", ("onnx",))
@@ -236,8 +259,18 @@ def test_synthetic_anomalies_are_seeded_varied_and_masked(dataset):
 
 def test_validation_section_and_labelled_figures(small_data, tmp_path):
     out = tmp_path / "m"
-    result = invoke("train", "--data-directory", small_data["edge-impulse"], "--out-directory", out, "--quiet",
-                    "--threshold-policy", "fpr", "--sampling-ratio", "0.2")
+    result = invoke(
+        "train",
+        "--data-directory",
+        small_data["edge-impulse"],
+        "--out-directory",
+        out,
+        "--quiet",
+        "--threshold-policy",
+        "fpr",
+        "--sampling-ratio",
+        "0.2",
+    )
     meta = json.loads((out / "anomaly_metadata.json").read_text())
     v = meta["validation"]
     # five folds of 8: each of the 40 training images held out once, with one synthetic anomaly each
@@ -249,8 +282,18 @@ def test_validation_section_and_labelled_figures(small_data, tmp_path):
     assert "Expected performance (synthetic anomalies on 40 held-out images): image AUROC" in result.output
     # the small dataset's Edge Impulse test split is labelled: real figures beside the estimates
     lab = v["labelled"]
-    test = json.loads(invoke("test", "--model-directory", out, "--data-directory", small_data["edge-impulse"],
-                             "--json", "--runtime", "torch").output)
+    test = json.loads(
+        invoke(
+            "test",
+            "--model-directory",
+            out,
+            "--data-directory",
+            small_data["edge-impulse"],
+            "--json",
+            "--runtime",
+            "torch",
+        ).output
+    )
     assert lab["source"] == "labelled" and lab["n_images"] == test["n_images"] == 16
     assert lab["image_auroc"] == pytest.approx(test["image_auroc"], abs=1e-6)
     assert lab["f1"] == pytest.approx(test["f1"], abs=1e-6) and lab["counts"] == test["counts"]
@@ -333,9 +376,17 @@ def test_pixel_auroc_estimate_uses_a_bounded_seeded_subset(monkeypatch):
     grids = rng.random((2 * n, 4, 4)).astype(np.float32)
     grids[n:, 1:3, 1:3] += 1.0  # the defective cells score higher
     scores = grids.reshape(2 * n, -1).max(1)
-    result = {"normal_scores": scores[:n], "anomaly_scores": scores[n:], "grids": grids, "masks": masks,
-              "kinds": ["line"] * n, "n_kept": 100, "folds": 5, "scorer": "test",
-              "strict": {"normal_scores": scores[:n], "anomaly_scores": scores[n:]}}
+    result = {
+        "normal_scores": scores[:n],
+        "anomaly_scores": scores[n:],
+        "grids": grids,
+        "masks": masks,
+        "kinds": ["line"] * n,
+        "n_kept": 100,
+        "folds": 5,
+        "scorer": "test",
+        "strict": {"normal_scores": scores[:n], "anomaly_scores": scores[n:]},
+    }
     full = validation.summary(result, 1.2, "f1", 0.0)
     assert full["method"]["pixelAurocImages"] == 2 * n
     monkeypatch.setattr(validation, "PIXEL_IMAGES", 20)

@@ -19,9 +19,9 @@ import pytest
 from framework.config import resolve
 from framework.data import load_dataset
 from framework.errors import VadblocksError
-from framework.train.feature_cache import FeatureCache
-from framework.serve.footprint import peak_ram_bytes, plan_arena, onnx_lifetimes, tflite_lifetimes
 from framework.params import Param, Search
+from framework.serve.footprint import onnx_lifetimes, peak_ram_bytes, plan_arena, tflite_lifetimes
+from framework.train.feature_cache import FeatureCache
 from framework.train.pipeline import train
 from framework.tune.search_space import SearchSpace, distribution, image_sizes
 from framework.tune.tuner import Budget, leaderboard, pareto_front
@@ -35,7 +35,7 @@ SHARED = (*QUICK, "--max-model-kb", "1000000")
 
 # A third-party scorer: a parameter that narrows its search range, one that is never searched, and a
 # setting (mode 0) whose fit fails, so a study records failed trials and goes on.
-FLAKY_SCORER = '''
+FLAKY_SCORER = """
 import numpy as np
 import torch
 from torch import nn
@@ -89,10 +89,11 @@ class Flaky(Scorer):
 @hookimpl
 def register_scorers(register):
     register(Flaky)
-'''
+"""
 
 
 # -- the search space ---------------------------------------------------------------------------
+
 
 def test_distribution_follows_each_declaration():
     sel = Param("kind", "select", "a", "h", options=("a", "b", "c"))
@@ -110,12 +111,15 @@ def test_distribution_follows_each_declaration():
     assert (odd.low, odd.high, odd.step) == (1, 5, 2)
 
 
-@pytest.mark.parametrize("search, problem", [
-    (Search(0, 200), "outside the valid values"),
-    (Search(5, 2), "low <= high"),
-    (Search(choices=("z",)), "subset of the options"),
-    ("wide", "must be None, False or a Search"),
-])
+@pytest.mark.parametrize(
+    "search, problem",
+    [
+        (Search(0, 200), "outside the valid values"),
+        (Search(5, 2), "low <= high"),
+        (Search(choices=("z",)), "subset of the options"),
+        ("wide", "must be None, False or a Search"),
+    ],
+)
 def test_bad_search_declarations_are_refused(search, problem):
     kind = "select" if search == Search(choices=("z",)) else "int"
     with pytest.raises(VadblocksError, match=problem):
@@ -160,15 +164,23 @@ def test_space_is_conditional_and_respects_fixed_values(registry):
     pairs = [(s["scoring-function"], s["backbone"]) for s in starts]
     assert pairs[0] == ("patchcore", "mobilenetv2") and ("gmm", "mobilenetv2") in pairs
     assert ("patchcore", "efficientnet-lite0") in pairs and len(pairs) == len(set(pairs))
-    assert sorted(pairs) == sorted({pairs[0]} | {(s, "mobilenetv2") for s in registry.scorers} | {
-        ("patchcore", b) for b in SearchSpace(registry, {}, (96,)).backbones})
+    assert sorted(pairs) == sorted(
+        {pairs[0]}
+        | {(s, "mobilenetv2") for s in registry.scorers}
+        | {("patchcore", b) for b in SearchSpace(registry, {}, (96,)).backbones}
+    )
     for start in starts:  # every value at its declared default
-        assert all(registry_param(registry, k).default == v for k, v in start.items()
-                   if k not in ("scoring-function", "backbone"))
+        assert all(
+            registry_param(registry, k).default == v
+            for k, v in start.items()
+            if k not in ("scoring-function", "backbone")
+        )
     low = SearchSpace(registry, {}, (96,)).starts("gmm")
     assert (low[0]["scoring-function"], low[0]["backbone"]) == ("gmm", "mobilenetv2")
     assert [s["scoring-function"] for s in SearchSpace(registry, {"backbone": "mobilenetv2"}, (96,)).starts()] == [
-        "patchcore", *[n for n in registry.scorers if n != "patchcore"]]
+        "patchcore",
+        *[n for n in registry.scorers if n != "patchcore"],
+    ]
 
 
 def registry_param(registry, name):
@@ -178,6 +190,7 @@ def registry_param(registry, name):
 
 
 # -- features shared between trainings ----------------------------------------------------------
+
 
 def test_feature_cache_gives_the_same_models_and_reuses_features(small_data, registry):
     ds = load_dataset(small_data["edge-impulse"])
@@ -199,6 +212,7 @@ def test_feature_cache_gives_the_same_models_and_reuses_features(small_data, reg
 
 
 # -- footprint ----------------------------------------------------------------------------------
+
 
 def test_plan_arena_reuses_memory_of_dead_tensors():
     assert plan_arena([(100, 0, 1), (50, 1, 2), (100, 2, 3)]) == 150  # a and c share offset 0
@@ -222,12 +236,15 @@ def test_budget_and_pareto_rules():
     b = Budget(max_latency_ms=2.0, max_model_kb=100)
     assert b.excess({"latency_ms": 1.0, "model_kb": 150, "ram_kb": 9}) == {"latency_ms": -0.5, "model_kb": 0.5}
     assert b.broken({"latency_ms": 3.0, "model_kb": 50, "ram_kb": 9}) == ["latency 3 ms > 2 ms"]
-    rows = [{"number": i, "image_auroc": a, "latency_ms": l} for i, (a, l) in
-            enumerate([(0.9, 2.0), (0.8, 1.0), (0.85, 3.0), (0.95, 4.0), (0.8, 1.5)])]
+    rows = [
+        {"number": i, "image_auroc": a, "latency_ms": l}
+        for i, (a, l) in enumerate([(0.9, 2.0), (0.8, 1.0), (0.85, 3.0), (0.95, 4.0), (0.8, 1.5)])
+    ]
     assert [t["number"] for t in pareto_front(rows)] == [1, 0, 3]
 
 
 # -- the study ----------------------------------------------------------------------------------
+
 
 def tune_json(*args: str, ok: bool = True) -> dict:
     result = invoke("tune", *args, "--json", ok=ok)
@@ -267,8 +284,17 @@ def test_tune_writes_outputs_and_resumes(small_data, tmp_path):
 def test_failed_trials_are_recorded_and_plugins_narrow_their_range(small_data, tmp_path, monkeypatch, fresh_plugins):
     monkeypatch.syspath_prepend(str(write_plugin_dist(tmp_path / "site", "vad-flaky", "vad_flaky", FLAKY_SCORER)))
     out = tmp_path / "tune"
-    result = tune_json("--data-directory", small_data["edge-impulse"], "--out-directory", out, "--n-trials", "6",
-                       "--scoring-function", "flaky", *QUICK)
+    result = tune_json(
+        "--data-directory",
+        small_data["edge-impulse"],
+        "--out-directory",
+        out,
+        "--n-trials",
+        "6",
+        "--scoring-function",
+        "flaky",
+        *QUICK,
+    )
     trials = result["trials"]
     failed = [t for t in trials if t["state"] == "FAIL"]
     done = [t for t in trials if t["state"] == "COMPLETE"]
@@ -277,8 +303,18 @@ def test_failed_trials_are_recorded_and_plugins_narrow_their_range(small_data, t
     assert all(t["parameters"]["mode"] == 1 for t in done)
     assert all(2 <= t["parameters"]["width"] <= 4 and t["parameters"]["spare"] == 5 for t in done)
     assert result["best"]["parameters"]["scoring-function"] == "flaky"
-    table = invoke("tune", "--data-directory", small_data["edge-impulse"], "--out-directory", out, "--n-trials", "6",
-                   "--scoring-function", "flaky", *QUICK).output
+    table = invoke(
+        "tune",
+        "--data-directory",
+        small_data["edge-impulse"],
+        "--out-directory",
+        out,
+        "--n-trials",
+        "6",
+        "--scoring-function",
+        "flaky",
+        *QUICK,
+    ).output
     assert "fail: RuntimeError: deliberate failure in fit" in table
 
 
@@ -306,8 +342,19 @@ def test_tune_refusals_are_one_clear_message(small_data, tmp_path):
 
 def test_impossible_budget_and_changed_settings(small_data, tmp_path):
     data, out = small_data["edge-impulse"], tmp_path / "o"
-    result = invoke("tune", "--data-directory", data, "--out-directory", out, "--n-trials", "2", *QUICK,
-                    "--max-latency-ms", "0.001", ok=False)
+    result = invoke(
+        "tune",
+        "--data-directory",
+        data,
+        "--out-directory",
+        out,
+        "--n-trials",
+        "2",
+        *QUICK,
+        "--max-latency-ms",
+        "0.001",
+        ok=False,
+    )
     assert result.exit_code == 2 and "no configuration met the budget (latency <= 0.001 ms, " in result.output
     assert "latency" in result.output.split("the closest")[1]
     assert (out / "leaderboard.json").is_file() and not (out / "model").exists()
@@ -317,12 +364,30 @@ def test_impossible_budget_and_changed_settings(small_data, tmp_path):
 
 # -- several workers on one storage -------------------------------------------------------------
 
+
 def run_workers(storage: str, data: Path, outs: list[Path], n_trials: int) -> list[subprocess.CompletedProcess]:
     env = {**os.environ, "TQDM_DISABLE": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "framework.cli", "tune", "--data-directory", str(data), "--n-trials", str(n_trials),
-           "--storage", storage, "--study", "shared", *SHARED]
-    procs = [subprocess.Popen(cmd + ["--out-directory", str(o)], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for o in outs]
+    cmd = [
+        sys.executable,
+        "-m",
+        "framework.cli",
+        "tune",
+        "--data-directory",
+        str(data),
+        "--n-trials",
+        str(n_trials),
+        "--storage",
+        storage,
+        "--study",
+        "shared",
+        *SHARED,
+    ]
+    procs = [
+        subprocess.Popen(
+            cmd + ["--out-directory", str(o)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for o in outs
+    ]
     results = []
     for p in procs:
         out, _ = p.communicate(timeout=600)
@@ -339,13 +404,25 @@ def check_shared_study(storage: str, data: Path, tmp_path: Path, n_trials: int) 
     trials = optuna.load_study(study_name="shared", storage=storage).get_trials()
     numbers = [t.number for t in trials]
     assert len(numbers) == len(set(numbers)) >= n_trials  # every trial once
-    assert all(t.state.name == "COMPLETE" for t in trials), [(t.number, t.state.name, t.user_attrs.get("reason"))
-                                                             for t in trials]
+    assert all(t.state.name == "COMPLETE" for t in trials), [
+        (t.number, t.state.name, t.user_attrs.get("reason")) for t in trials
+    ]
     workers = {t.user_attrs["worker"] for t in trials}
     assert len(workers) == 2  # both processes did trials
     # a worker started after the study is full runs nothing and writes the outputs with every trial
-    final = tune_json("--data-directory", data, "--out-directory", tmp_path / "w3", "--n-trials", str(n_trials),
-                      "--storage", storage, "--study", "shared", *SHARED)
+    final = tune_json(
+        "--data-directory",
+        data,
+        "--out-directory",
+        tmp_path / "w3",
+        "--n-trials",
+        str(n_trials),
+        "--storage",
+        storage,
+        "--study",
+        "shared",
+        *SHARED,
+    )
     assert final["trials_this_worker"] == 0
     assert sorted(t["number"] for t in final["trials"]) == sorted(numbers)
     board = json.loads((tmp_path / "w3" / "leaderboard.json").read_text())
@@ -380,16 +457,33 @@ def postgres_url():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     pgdata = root / "data"
-    subprocess.run(as_user + [str(bindir / "initdb"), "-D", str(pgdata), "-U", "vadblocks", "-A", "trust"],
-                   check=True, capture_output=True)
-    subprocess.run(as_user + [str(bindir / "pg_ctl"), "-D", str(pgdata), "-w", "-l", str(root / "log"), "-o",
-                              f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start"], check=True,
-                   capture_output=True)
+    subprocess.run(
+        as_user + [str(bindir / "initdb"), "-D", str(pgdata), "-U", "vadblocks", "-A", "trust"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        as_user
+        + [
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(pgdata),
+            "-w",
+            "-l",
+            str(root / "log"),
+            "-o",
+            f"-p {port} -k {root} -c listen_addresses=127.0.0.1",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
     try:
         yield f"postgresql+psycopg://vadblocks@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run(as_user + [str(bindir / "pg_ctl"), "-D", str(pgdata), "-m", "immediate", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            as_user + [str(bindir / "pg_ctl"), "-D", str(pgdata), "-m", "immediate", "stop"], capture_output=True
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -404,11 +498,15 @@ def test_leaderboard_orders_fitting_trials_first():
             self.number, self.user_attrs = number, attrs
             self.state = type("S", (), {"name": state})()
 
-    rows = leaderboard([T(0, "COMPLETE", image_auroc=0.9, latency_ms=5.0, model_kb=1, ram_kb=1),
-                        T(1, "COMPLETE", image_auroc=0.8, latency_ms=1.0, model_kb=1, ram_kb=1),
-                        T(2, "FAIL", reason="boom"),
-                        T(3, "COMPLETE", image_auroc=0.85, latency_ms=0.5, model_kb=1, ram_kb=1)],
-                       Budget(max_latency_ms=2.0))
+    rows = leaderboard(
+        [
+            T(0, "COMPLETE", image_auroc=0.9, latency_ms=5.0, model_kb=1, ram_kb=1),
+            T(1, "COMPLETE", image_auroc=0.8, latency_ms=1.0, model_kb=1, ram_kb=1),
+            T(2, "FAIL", reason="boom"),
+            T(3, "COMPLETE", image_auroc=0.85, latency_ms=0.5, model_kb=1, ram_kb=1),
+        ],
+        Budget(max_latency_ms=2.0),
+    )
     assert [r["number"] for r in rows] == [3, 1, 0, 2]
     assert rows[2]["broken"] == ["latency 5 ms > 2 ms"] and not rows[2]["fits"] and rows[3]["reason"] == "boom"
     assert np.isfinite(rows[0]["image_auroc"])
@@ -439,8 +537,10 @@ def test_start_trial_runs_once_when_workers_race(tmp_path):
     optuna.create_study(storage=url, study_name="race")
     start_at = str(time.time() + 3)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    workers = [subprocess.Popen([sys.executable, "-c", RACE_WORKER, url, start_at], env=env, stderr=subprocess.PIPE,
-                                text=True) for _ in range(4)]
+    workers = [
+        subprocess.Popen([sys.executable, "-c", RACE_WORKER, url, start_at], env=env, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
     errors = [w.communicate(timeout=120)[1] for w in workers]
     assert all(w.returncode == 0 for w in workers), errors
     trials = optuna.load_study(study_name="race", storage=url).trials
@@ -453,12 +553,17 @@ def test_start_trial_runs_once_when_workers_race(tmp_path):
 
 def test_low_power_target_quantises_every_layer(small_data, registry, tmp_path):
     """The microcontroller preset fixes --int8-precision full (no FPU assumed) unless the command line sets it."""
-    from framework.tune.tuner import DataSource, Tuner, TuneOptions
+    from framework.tune.tuner import DataSource, TuneOptions, Tuner
 
     data = DataSource(small_data["edge-impulse"])
     low = Tuner(data, tmp_path / "a", TuneOptions(target="low-power"), registry, log=lambda _: None)
     assert low.space.fixed["int8-precision"] == "full" and low.runtime == "tflite-int8"
-    mine = Tuner(data, tmp_path / "b", TuneOptions(target="low-power", fixed={"int8-precision": "mixed"}), registry,
-                 log=lambda _: None)
+    mine = Tuner(
+        data,
+        tmp_path / "b",
+        TuneOptions(target="low-power", fixed={"int8-precision": "mixed"}),
+        registry,
+        log=lambda _: None,
+    )
     assert mine.space.fixed["int8-precision"] == "mixed"
     assert "int8-precision" not in Tuner(data, tmp_path / "c", TuneOptions(), registry, log=lambda _: None).space.fixed

@@ -8,8 +8,15 @@ from torch import nn
 from framework.backbone import tap_features
 
 # (repeats, kernel, stride, expand ratio, in channels, out channels) per stage of Lite0
-STAGES = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
-          (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320))
+STAGES = (
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+)
 CUTS = (5, 11, 16)  # number of blocks after which the stride 8, 16 and 32 maps are taken
 BN = {"eps": 1e-3, "momentum": 0.01}
 

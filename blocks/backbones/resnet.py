@@ -52,10 +52,10 @@ class ResNet18(_TorchvisionResNet):
 
 class WideResNet50(_TorchvisionResNet):
     name: ClassVar[str] = "wide-resnet50"
-    description: ClassVar[str] = ("WideResNet50-2 (layer2/3/4, the PatchCore paper's backbone), ImageNet "
-                                  "weights by torchvision download")
-    levels: ClassVar[tuple[FeatureLevel, ...]] = (FeatureLevel(8, 512), FeatureLevel(16, 1024),
-                                                  FeatureLevel(32, 2048))
+    description: ClassVar[str] = (
+        "WideResNet50-2 (layer2/3/4, the PatchCore paper's backbone), ImageNet weights by torchvision download"
+    )
+    levels: ClassVar[tuple[FeatureLevel, ...]] = (FeatureLevel(8, 512), FeatureLevel(16, 1024), FeatureLevel(32, 2048))
     factory: ClassVar[str] = "wide_resnet50_2"
     weights_enum: ClassVar[str] = "Wide_ResNet50_2_Weights"
 

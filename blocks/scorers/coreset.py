@@ -83,8 +83,9 @@ def project(points: np.ndarray, seed: int) -> np.ndarray:
     return points if proj is None else points @ proj
 
 
-def greedy_coreset(points: np.ndarray, n_select: int, seed: int = 0, stop_radius: float = 0.0,
-                   projected: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def greedy_coreset(
+    points: np.ndarray, n_select: int, seed: int = 0, stop_radius: float = 0.0, projected: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Indices of a greedy k-center coreset of ``points`` (N, C) and the covering radius after each pick.
 
     Runs on a seeded random projection to 128 dimensions unless ``projected`` (points are already

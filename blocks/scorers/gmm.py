@@ -33,9 +33,16 @@ class GMM(Scorer):
     name: ClassVar[str] = "gmm"
     description: ClassVar[str] = "Gaussian mixture per pooled cell (small and fast; for microcontrollers)"
     parameters: ClassVar[tuple[Param, ...]] = (
-        Param("capacity", "select", "medium", "Mixture components: " + ", ".join(
-            f"{k} = {v}" for k, v in CAPACITY_COMPONENTS.items()) + " (more fits more varied normal images)",
-            label="Capacity", options=tuple(CAPACITY_COMPONENTS)),
+        Param(
+            "capacity",
+            "select",
+            "medium",
+            "Mixture components: "
+            + ", ".join(f"{k} = {v}" for k, v in CAPACITY_COMPONENTS.items())
+            + " (more fits more varied normal images)",
+            label="Capacity",
+            options=tuple(CAPACITY_COMPONENTS),
+        ),
     )
     seed: ClassVar[int] = 0
 
@@ -67,8 +74,9 @@ class GMM(Scorer):
         k = min(CAPACITY_COMPONENTS[self.params["capacity"]], len(x))
         from sklearn.mixture import GaussianMixture  # imported on use: scikit-learn costs ~100 MB of RSS
 
-        gm = GaussianMixture(k, covariance_type="full", reg_covar=REG_COVAR, max_iter=200,
-                             random_state=self.seed).fit(x)
+        gm = GaussianMixture(k, covariance_type="full", reg_covar=REG_COVAR, max_iter=200, random_state=self.seed).fit(
+            x
+        )
         nll = -gm.score_samples(x)
         self.state = {
             "projection": projection.numpy(),
@@ -89,8 +97,16 @@ class GMM(Scorer):
         if self.state is None:
             raise VadblocksError("GMM is not fitted: call fit() on normal images first")
         s = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.state.items()}
-        return GMMModule(s["projection"], s["means"], s["precisions_cholesky"], s["weights"],
-                         float(s["nll_stats"][0]), float(s["nll_stats"][1]), POOL, POOL_STRIDE)
+        return GMMModule(
+            s["projection"],
+            s["means"],
+            s["precisions_cholesky"],
+            s["weights"],
+            float(s["nll_stats"][0]),
+            float(s["nll_stats"][1]),
+            POOL,
+            POOL_STRIDE,
+        )
 
     def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         if self.state is None:

@@ -21,8 +21,17 @@ def pool_cells(stride8: torch.Tensor, projection: torch.Tensor, pool: int, strid
 class GMMModule(nn.Module):
     """Feature maps -> (standardised NLL grid, max cell score), equal to sklearn's ``score_samples``."""
 
-    def __init__(self, projection: torch.Tensor, means: torch.Tensor, prec_chol: torch.Tensor,
-                 weights: torch.Tensor, nll_mean: float, nll_std: float, pool: int, stride: int) -> None:
+    def __init__(
+        self,
+        projection: torch.Tensor,
+        means: torch.Tensor,
+        prec_chol: torch.Tensor,
+        weights: torch.Tensor,
+        nll_mean: float,
+        nll_std: float,
+        pool: int,
+        stride: int,
+    ) -> None:
         super().__init__()
         self.pool, self.stride = pool, stride
         d = means.shape[1]

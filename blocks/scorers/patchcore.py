@@ -31,18 +31,54 @@ class PatchCore(Scorer):
     name: ClassVar[str] = "patchcore"
     description: ClassVar[str] = "coreset memory bank + k nearest neighbours (accurate; for capable targets)"
     parameters: ClassVar[tuple[Param, ...]] = (
-        Param("num-layers", "int", 2, "Backbone feature levels to use: 1 = stride 8 only, 2 adds stride 16, "
-              "3 adds stride 32", label="Number of layers", min=1, max=3),
-        Param("pool-size", "int", 3, "Neighbourhood average pooling window around each patch (odd; 1 = none)",
-              label="Pool size", min=1, max=9, search=Search(1, 5, step=2)),
-        Param("keep-unpooled", "boolean", True, "Also keep the stride-8 level unpooled beside the pooled levels "
-              "(pool size above 1): pooled features see a patch's neighbourhood, unpooled ones keep small defects "
-              "sharp", label="Keep unpooled features"),
-        Param("sampling-ratio", "float", 0.1, "Fraction of training patches kept in the coreset memory bank",
-              label="Sampling ratio", min=0.0001, max=1.0, search=Search(0.01, 0.25, log=True)),
-        Param("num-nearest-neighbors", "int", 9, "Nearest neighbours of a memory-bank entry used to reweight "
-              "the image score (1 = plain maximum)", label="Number of nearest neighbors", min=1, max=100,
-              search=Search(1, 15)),
+        Param(
+            "num-layers",
+            "int",
+            2,
+            "Backbone feature levels to use: 1 = stride 8 only, 2 adds stride 16, 3 adds stride 32",
+            label="Number of layers",
+            min=1,
+            max=3,
+        ),
+        Param(
+            "pool-size",
+            "int",
+            3,
+            "Neighbourhood average pooling window around each patch (odd; 1 = none)",
+            label="Pool size",
+            min=1,
+            max=9,
+            search=Search(1, 5, step=2),
+        ),
+        Param(
+            "keep-unpooled",
+            "boolean",
+            True,
+            "Also keep the stride-8 level unpooled beside the pooled levels "
+            "(pool size above 1): pooled features see a patch's neighbourhood, unpooled ones keep small defects "
+            "sharp",
+            label="Keep unpooled features",
+        ),
+        Param(
+            "sampling-ratio",
+            "float",
+            0.1,
+            "Fraction of training patches kept in the coreset memory bank",
+            label="Sampling ratio",
+            min=0.0001,
+            max=1.0,
+            search=Search(0.01, 0.25, log=True),
+        ),
+        Param(
+            "num-nearest-neighbors",
+            "int",
+            9,
+            "Nearest neighbours of a memory-bank entry used to reweight the image score (1 = plain maximum)",
+            label="Number of nearest neighbors",
+            min=1,
+            max=100,
+            search=Search(1, 15),
+        ),
     )
     seed: ClassVar[int] = 0
 
@@ -82,7 +118,7 @@ class PatchCore(Scorer):
                 check_features(features, self.feature_levels())
                 x = patches_of(features, *self._embedding())
                 n, l, c = x.shape
-                ids = np.arange(n_images, n_images + n) if groups is None else groups[n_images:n_images + n]
+                ids = np.arange(n_images, n_images + n) if groups is None else groups[n_images : n_images + n]
                 if len(ids) != n:
                     raise VadblocksError(f"groups has {len(groups)} entries but the stream holds more images")
                 stream.add(x.reshape(n * l, c).numpy(), np.repeat(ids, l))
@@ -91,9 +127,11 @@ class PatchCore(Scorer):
             raise VadblocksError("no images to fit (empty feature stream)")
         bank, owners = stream.finish()
         if bank.nbytes > MAX_BANK_BYTES:
-            raise VadblocksError(f"the memory bank would hold {len(bank):,} entries x {bank.shape[1]} channels "
-                                 f"({bank.nbytes / 2**30:.1f} GiB), over the {MAX_BANK_BYTES >> 30} GiB limit "
-                                 "(model files hold the bank; TFLite files cannot exceed 2 GB): lower --sampling-ratio")
+            raise VadblocksError(
+                f"the memory bank would hold {len(bank):,} entries x {bank.shape[1]} channels "
+                f"({bank.nbytes / 2**30:.1f} GiB), over the {MAX_BANK_BYTES >> 30} GiB limit "
+                "(model files hold the bank; TFLite files cannot exceed 2 GB): lower --sampling-ratio"
+            )
         self.coreset_stats = stream.stats
         bank = torch.from_numpy(np.ascontiguousarray(bank))
         self._bank_images = torch.from_numpy(owners)
@@ -146,18 +184,20 @@ class PatchCore(Scorer):
         module = self.scoring_module()
         out, offset = [], 0
         with torch.inference_mode():
-            for features in tqdm(batches, desc="threshold", unit="batch", disable=not self.verbose, leave=False,
-                                 mininterval=1.0):
+            for features in tqdm(
+                batches, desc="threshold", unit="batch", disable=not self.verbose, leave=False, mininterval=1.0
+            ):
                 check_features(features, self.feature_levels())
                 for i in range(0, features[0].shape[0], self.batch_size):
-                    batch = [f[i:i + self.batch_size] for f in features]
+                    batch = [f[i : i + self.batch_size] for f in features]
                     ids = torch.arange(offset, offset + batch[0].shape[0])
                     exclude = None if owners is None else ids[:, None] == owners[None, :]
                     out.append(module(batch, exclude=exclude)[1].numpy())
                     offset += batch[0].shape[0]
         if owners is not None and int(owners.max()) >= offset:
-            raise VadblocksError(f"training_scores got {offset} images but the bank was fitted on more; "
-                                 "pass the training set fit() saw")
+            raise VadblocksError(
+                f"training_scores got {offset} images but the bank was fitted on more; pass the training set fit() saw"
+            )
         return np.concatenate(out)
 
     def _embedding(self) -> tuple[int, int, bool]:
@@ -181,8 +221,14 @@ class PatchCore(Scorer):
         arrays = {"bank": self.bank.numpy(), "bank_knn": self.bank_knn.numpy()}
         if self._bank_images is not None:
             arrays["bank_images"] = self._bank_images.numpy()
-        return (arrays, {"bank_size": int(self.bank.shape[0]), "feature_dim": int(self.bank.shape[1]),
-                         "coreset": self.coreset_stats})
+        return (
+            arrays,
+            {
+                "bank_size": int(self.bank.shape[0]),
+                "feature_dim": int(self.bank.shape[1]),
+                "coreset": self.coreset_stats,
+            },
+        )
 
     def set_state(self, arrays: dict[str, np.ndarray], config: dict[str, Any]) -> "PatchCore":
         bank, knn = arrays.get("bank"), arrays.get("bank_knn")
@@ -190,8 +236,10 @@ class PatchCore(Scorer):
             raise VadblocksError("PatchCore state is corrupt: expected arrays bank (M, C) and bank_knn (M, k)")
         import torch
 
-        self._set_bank(torch.from_numpy(np.ascontiguousarray(bank, dtype=np.float32)),
-                       torch.from_numpy(np.ascontiguousarray(knn, dtype=np.int64)))
+        self._set_bank(
+            torch.from_numpy(np.ascontiguousarray(bank, dtype=np.float32)),
+            torch.from_numpy(np.ascontiguousarray(knn, dtype=np.int64)),
+        )
         owners = arrays.get("bank_images")
         self._bank_images = None if owners is None else torch.from_numpy(owners.astype(np.int64))
         return self

@@ -27,8 +27,10 @@ def pooled_levels(features: Features, num_levels: int, pool_size: int, unpooled:
     """
     if pool_size == 1:
         return list(features[:num_levels])
-    pooled = [F.avg_pool2d(f, pool_size, stride=1, padding=pool_size // 2, count_include_pad=True)
-              for f in features[:num_levels]]
+    pooled = [
+        F.avg_pool2d(f, pool_size, stride=1, padding=pool_size // 2, count_include_pad=True)
+        for f in features[:num_levels]
+    ]
     return [features[0], *pooled] if unpooled else pooled
 
 
@@ -80,8 +82,9 @@ class PatchCoreModule(nn.Module):
     anomalous patch, which the score reweighting needs.
     """
 
-    def __init__(self, bank: torch.Tensor, bank_knn: torch.Tensor, num_levels: int, pool_size: int,
-                 unpooled: bool = False) -> None:
+    def __init__(
+        self, bank: torch.Tensor, bank_knn: torch.Tensor, num_levels: int, pool_size: int, unpooled: bool = False
+    ) -> None:
         super().__init__()
         self.num_levels = num_levels
         self.pool_size = pool_size
@@ -103,30 +106,33 @@ class PatchCoreModule(nn.Module):
         group = max(1, BLOCK_ELEMENTS // (l * min(m, BANK_CHUNK)))
         parts = []
         for g in range(0, n, group):
-            rows = [f[g:g + group].permute(0, 2, 3, 1) for f in maps]  # NHWC per level
+            rows = [f[g : g + group].permute(0, 2, 3, 1) for f in maps]  # NHWC per level
             ng = rows[0].shape[0]
             best = None
             for start in range(0, m, BANK_CHUNK):
                 stop = min(start + BANK_CHUNK, m)
                 d = None
                 for r, (first, c) in zip(rows, level_channels(maps)):
-                    bank = self.bank_t[first:first + c, start:stop]
+                    bank = self.bank_t[first : first + c, start:stop]
                     if d is None:
                         d = torch.addmm(self.bank_sq[start:stop], r.reshape(-1, c), bank, alpha=-2.0)
                     else:  # -2 x.b at the level's resolution, upsampled (channels last: no copies)
                         dots = (r.reshape(-1, c) @ bank).view(ng, r.shape[1], r.shape[2], -1)
-                        d = d + upsample(dots.permute(0, 3, 1, 2), (h, w)).permute(0, 2, 3, 1).reshape(
-                            ng * l, -1) * -2.0
+                        d = (
+                            d
+                            + upsample(dots.permute(0, 3, 1, 2), (h, w)).permute(0, 2, 3, 1).reshape(ng * l, -1) * -2.0
+                        )
                 if exclude is not None:
-                    d = d.view(ng, l, -1).masked_fill_(exclude[g:g + group, None, start:stop], float("inf"))
+                    d = d.view(ng, l, -1).masked_fill_(exclude[g : g + group, None, start:stop], float("inf"))
                     d = d.view(ng * l, -1)
                 d = d.amin(dim=1)
                 best = d if best is None else torch.minimum(best, d)
             parts.append(best.view(ng, l))
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
-    def forward(self, features: list[torch.Tensor],
-                exclude: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, features: list[torch.Tensor], exclude: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``exclude`` (N, M) bool masks bank entries per image (leave-one-out training scores)."""
         maps = pooled_levels(features, self.num_levels, self.pool_size, self.unpooled)
         n, _, h, w = maps[0].shape
@@ -140,7 +146,7 @@ class PatchCoreModule(nn.Module):
         x_star = x.gather(1, where[:, None, None].expand(n, 1, c))[:, 0]  # (N, C)
         d_star = self.bank_sq  # (N, M), by the same bank slices as the grid (no second copy in files)
         for first, c_l in level_channels(maps):
-            d_star = torch.addmm(d_star, x_star[:, first:first + c_l], self.bank_t[first:first + c_l], alpha=-2.0)
+            d_star = torch.addmm(d_star, x_star[:, first : first + c_l], self.bank_t[first : first + c_l], alpha=-2.0)
         if exclude is not None:
             d_star = d_star.masked_fill(exclude, float("inf"))
         support = self.bank_knn[d_star.argmin(dim=1)]  # (N, k): nearest entry first, then its neighbours
@@ -150,8 +156,9 @@ class PatchCoreModule(nn.Module):
         return grid, weight * top
 
 
-def nearest_patches(entries: torch.Tensor, patches: Iterable[torch.Tensor],
-                    limit: int) -> tuple[torch.Tensor, torch.Tensor]:
+def nearest_patches(
+    entries: torch.Tensor, patches: Iterable[torch.Tensor], limit: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """For each row of ``entries`` (M, C): the nearest row among the ``(P, C)`` blocks that ``patches``
     streams (the first ``limit`` rows are searched) and its squared distance (inf where none was streamed)."""
     best = torch.full((entries.shape[0],), float("inf"))
@@ -160,7 +167,7 @@ def nearest_patches(entries: torch.Tensor, patches: Iterable[torch.Tensor],
     seen = 0
     with torch.inference_mode():
         for x in patches:
-            x = x[:max(0, limit - seen)]
+            x = x[: max(0, limit - seen)]
             seen += x.shape[0]
             if not x.shape[0]:
                 break
@@ -168,11 +175,11 @@ def nearest_patches(entries: torch.Tensor, patches: Iterable[torch.Tensor],
             xsq = (x * x).sum(1)
             rows = max(1, BLOCK_ELEMENTS // x.shape[0])
             for i in range(0, entries.shape[0], rows):
-                d = torch.addmm(sq[i:i + rows] + xsq, entries[i:i + rows], x_t, alpha=-2.0)
+                d = torch.addmm(sq[i : i + rows] + xsq, entries[i : i + rows], x_t, alpha=-2.0)
                 v, j = d.min(1)
-                closer = v < best[i:i + rows]
-                best[i:i + rows] = torch.where(closer, v, best[i:i + rows])
-                out[i:i + rows][closer] = x[j[closer]]
+                closer = v < best[i : i + rows]
+                best[i : i + rows] = torch.where(closer, v, best[i : i + rows])
+                out[i : i + rows][closer] = x[j[closer]]
     return out, best
 
 
@@ -186,7 +193,7 @@ def bank_neighbours(bank: torch.Tensor, k: int) -> torch.Tensor:
     out = []
     with torch.inference_mode():
         for i in range(0, m, rows):
-            d = torch.addmm(sq, bank[i:i + rows], bank_t, alpha=-2.0)  # |b|^2 - 2 a.b: same order as |a - b|^2
+            d = torch.addmm(sq, bank[i : i + rows], bank_t, alpha=-2.0)  # |b|^2 - 2 a.b: same order as |a - b|^2
             own = torch.arange(i, min(i + rows, m))
             d[torch.arange(len(own)), own] = -float("inf")  # itself first, even among duplicates
             out.append(torch.topk(d, k, dim=1, largest=False).indices)

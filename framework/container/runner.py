@@ -14,9 +14,9 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from framework.config import params_from_json
 from framework.errors import VadblocksError
 from framework.outputs import remove_temporaries
-from framework.config import params_from_json
 from framework.params import Param, known_values
 
 Log = Callable[[str], None]
@@ -36,7 +36,8 @@ def docker_client() -> Any:
     except Exception as exc:  # noqa: BLE001 - docker raises several types when no daemon answers
         raise VadblocksError(
             f"no Docker daemon answers ({type(exc).__name__}: {exc}); start the Docker engine (e.g. "
-            "`dockerd &`, or scripts/provision_docker.sh on Debian) and check DOCKER_HOST") from None
+            "`dockerd &`, or scripts/provision_docker.sh on Debian) and check DOCKER_HOST"
+        ) from None
     return client
 
 
@@ -64,15 +65,22 @@ def default_tag(block_dir: str | Path) -> str:
     return f"{slug}:latest"
 
 
-def build(block_dir: str | Path, tag: str | None = None, build_args: Mapping[str, str] | None = None,
-          log: Log = print) -> str:
+def build(
+    block_dir: str | Path, tag: str | None = None, build_args: Mapping[str, str] | None = None, log: Log = print
+) -> str:
     """Build the block's image, streaming the build log; returns the tag."""
     read_block(block_dir)
     tag = tag or default_tag(block_dir)
     client = docker_client()
     try:
-        for chunk in client.api.build(path=str(Path(block_dir).resolve()), tag=tag, buildargs=dict(build_args or {}),
-                                      rm=True, forcerm=True, decode=True):
+        for chunk in client.api.build(
+            path=str(Path(block_dir).resolve()),
+            tag=tag,
+            buildargs=dict(build_args or {}),
+            rm=True,
+            forcerm=True,
+            decode=True,
+        ):
             if "stream" in chunk:
                 log(chunk["stream"].rstrip("\n"))
             if "error" in chunk:
@@ -132,16 +140,25 @@ SECURITY = {  # every block container runs locked down (docs/contract.md)
 STOP_TIMEOUT = 20  # seconds a block gets to remove its partial output after SIGTERM
 
 
-def container_options(data: Path, out: Path, user: str | None = None, memory: str | None = None,
-                      cpus: float | None = None, network: str | None = None) -> dict[str, Any]:
+def container_options(
+    data: Path,
+    out: Path,
+    user: str | None = None,
+    memory: str | None = None,
+    cpus: float | None = None,
+    network: str | None = None,
+) -> dict[str, Any]:
     """docker SDK ``containers.create`` options of a block run: mounts, user, the lock-down, limits.
 
     ``network``: a Docker network for the container (a tune worker reaching a shared database); none by default.
     """
-    opts: dict[str, Any] = dict(SECURITY, user=user or f"{os.getuid()}:{os.getgid()}",
-                                volumes={str(data): {"bind": DATA_MOUNT, "mode": "ro"},
-                                         str(out): {"bind": OUT_MOUNT, "mode": "rw"}},
-                                labels={"vadblocks.run": "1"}, detach=True)
+    opts: dict[str, Any] = dict(
+        SECURITY,
+        user=user or f"{os.getuid()}:{os.getgid()}",
+        volumes={str(data): {"bind": DATA_MOUNT, "mode": "ro"}, str(out): {"bind": OUT_MOUNT, "mode": "rw"}},
+        labels={"vadblocks.run": "1"},
+        detach=True,
+    )
     if network:
         opts["network_mode"] = network
     if memory:
@@ -152,10 +169,21 @@ def container_options(data: Path, out: Path, user: str | None = None, memory: st
     return opts
 
 
-def run(block_dir: str | Path, data_directory: str | Path, out_directory: str | Path,
-        values: Mapping[str, Any] | None = None, *, tag: str | None = None, registry: Any = None,
-        user: str | None = None, memory: str | None = None, cpus: float | None = None, log: Log = print,
-        tune_args: list[str] | None = None, network: str | None = None) -> int:
+def run(
+    block_dir: str | Path,
+    data_directory: str | Path,
+    out_directory: str | Path,
+    values: Mapping[str, Any] | None = None,
+    *,
+    tag: str | None = None,
+    registry: Any = None,
+    user: str | None = None,
+    memory: str | None = None,
+    cpus: float | None = None,
+    log: Log = print,
+    tune_args: list[str] | None = None,
+    network: str | None = None,
+) -> int:
     """Run the block's image on a data directory; returns the container's exit code.
 
     With ``tune_args`` (a list, possibly empty) the container runs ``vadblocks tune`` with those
@@ -186,10 +214,17 @@ def run(block_dir: str | Path, data_directory: str | Path, out_directory: str | 
         raise VadblocksError(f"image {tag} does not exist; build it with `vadblocks build {block_dir}`") from None
     command = ["--data-directory", DATA_MOUNT, "--out-directory", OUT_MOUNT, *args]
     entry = None if tune_args is None else ["vadblocks", "tune"]
-    log(f"$ docker run --network {network or 'none'} --read-only --cap-drop ALL "
-        f"{'--entrypoint vadblocks ' if entry else ''}{tag} {'tune ' if entry else ''}{' '.join(command)}")
-    container = client.containers.create(tag, command=command, entrypoint=entry, stop_signal="SIGTERM",
-                                         **container_options(data, out, user, memory, cpus, network))
+    log(
+        f"$ docker run --network {network or 'none'} --read-only --cap-drop ALL "
+        f"{'--entrypoint vadblocks ' if entry else ''}{tag} {'tune ' if entry else ''}{' '.join(command)}"
+    )
+    container = client.containers.create(
+        tag,
+        command=command,
+        entrypoint=entry,
+        stop_signal="SIGTERM",
+        **container_options(data, out, user, memory, cpus, network),
+    )
     finished = False
     try:
         container.start()

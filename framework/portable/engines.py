@@ -60,8 +60,9 @@ class TFLiteEngine:
         grid = [d for d in outputs if len(d["shape"]) == 3]
         score = [d for d in outputs if len(d["shape"]) == 1]
         if len(self.interpreter.get_input_details()) != 1 or len(grid) != 1 or len(score) != 1:
-            raise ServingError(f"{name} is not a vadblocks model: expected one image input and outputs grid "
-                               "(1, G, G) and score (1,)")
+            raise ServingError(
+                f"{name} is not a vadblocks model: expected one image input and outputs grid (1, G, G) and score (1,)"
+            )
         self.grid_out, self.score_out = grid[0], score[0]
         self.input_shape = tuple(int(v) for v in self.input["shape"])
         self.grid_shape = tuple(int(v) for v in self.grid_out["shape"])
@@ -72,8 +73,10 @@ class TFLiteEngine:
             x = np.clip(np.round(x / scale) + zero, -128, 127).astype(np.int8)
         self.interpreter.set_tensor(self.input["index"], x)
         self.interpreter.invoke()
-        return (self.interpreter.get_tensor(self.grid_out["index"]).copy(),
-                self.interpreter.get_tensor(self.score_out["index"]).copy())
+        return (
+            self.interpreter.get_tensor(self.grid_out["index"]).copy(),
+            self.interpreter.get_tensor(self.score_out["index"]).copy(),
+        )
 
 
 class OnnxEngine:
@@ -93,8 +96,9 @@ class OnnxEngine:
             raise ServingError(f"ONNX Runtime cannot load {name}: {exc}") from None
         inputs, outputs = self.session.get_inputs(), {o.name: o for o in self.session.get_outputs()}
         if len(inputs) != 1 or inputs[0].name != INPUT_NAME or set(outputs) != set(OUTPUT_NAMES):
-            raise ServingError(f"{name} is not a vadblocks model: expected input {INPUT_NAME!r} and outputs "
-                               f"{', '.join(OUTPUT_NAMES)}")
+            raise ServingError(
+                f"{name} is not a vadblocks model: expected input {INPUT_NAME!r} and outputs {', '.join(OUTPUT_NAMES)}"
+            )
         self.input_shape = tuple(d if isinstance(d, int) else -1 for d in inputs[0].shape)
         self.grid_shape = tuple(d if isinstance(d, int) else -1 for d in outputs["grid"].shape)
 
@@ -103,8 +107,13 @@ class OnnxEngine:
         return grid, score
 
 
-def load_engine(fmt: str, model: str | bytes, threads: int = 1, input_shape: tuple[int, ...] | None = None,
-                grid_shape: tuple[int, ...] | None = None) -> Engine:
+def load_engine(
+    fmt: str,
+    model: str | bytes,
+    threads: int = 1,
+    input_shape: tuple[int, ...] | None = None,
+    grid_shape: tuple[int, ...] | None = None,
+) -> Engine:
     """The engine for export format ``fmt`` (``tflite``, ``tflite-int8`` or ``onnx``) of a path or bytes.
 
     ``input_shape`` (H, W, C) and ``grid_shape`` (G, G), when given, must be what the file declares.
@@ -115,6 +124,8 @@ def load_engine(fmt: str, model: str | bytes, threads: int = 1, input_shape: tup
     engine: Engine = OnnxEngine(model, threads, name) if fmt == "onnx" else TFLiteEngine(model, threads, name)
     for what, want, got in (("input", input_shape, engine.input_shape), ("grid", grid_shape, engine.grid_shape)):
         if want is not None and tuple(got) != (1, *want):
-            raise ServingError(f"{name} declares a {what} of shape {tuple(got)} but the model's metadata records "
-                               f"{(1, *want)}: the file does not belong to this model directory")
+            raise ServingError(
+                f"{name} declares a {what} of shape {tuple(got)} but the model's metadata records "
+                f"{(1, *want)}: the file does not belong to this model directory"
+            )
     return engine

@@ -7,4 +7,5 @@ except ImportError:  # packed into a .eim on a device without vadblocks
     class ServingError(Exception):  # type: ignore[no-redef]
         """A clear, user-facing error (bad model file, bad request)."""
 
+
 __all__ = ["ServingError"]

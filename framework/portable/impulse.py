@@ -52,10 +52,17 @@ def anomaly_result(grid: np.ndarray, score: float, threshold: float, height: int
     """Edge Impulse's visual anomaly result of one image: the cells above ``threshold``, max, mean, score."""
     grid = np.asarray(grid, dtype=np.float64).reshape(grid.shape[-2:])
     gh, gw = grid.shape
-    cells = [{"label": "anomaly", "value": float(v), "x": x, "y": y, "width": w, "height": h}
-             for v, (x, y, w, h) in zip(grid.reshape(-1), cell_boxes(gh, gw, height, width)) if v > threshold]
-    return {"anomaly": float(score), "visual_anomaly_grid": cells, "visual_anomaly_max": float(grid.max()),
-            "visual_anomaly_mean": float(grid.mean())}
+    cells = [
+        {"label": "anomaly", "value": float(v), "x": x, "y": y, "width": w, "height": h}
+        for v, (x, y, w, h) in zip(grid.reshape(-1), cell_boxes(gh, gw, height, width))
+        if v > threshold
+    ]
+    return {
+        "anomaly": float(score),
+        "visual_anomaly_grid": cells,
+        "visual_anomaly_max": float(grid.max()),
+        "visual_anomaly_mean": float(grid.mean()),
+    }
 
 
 class ImpulseModel:
@@ -89,19 +96,35 @@ class ImpulseModel:
         scorer = str(self.meta.get("scorer", ""))
         return {
             "model_parameters": {
-                "axis_count": 1, "frequency": 0, "has_anomaly": HAS_ANOMALY.get(scorer, HAS_ANOMALY_CUSTOM),
-                "has_object_tracking": False, "has_performance_calibration": False,
-                "image_channel_count": self.channels, "image_input_frames": 1,
-                "image_input_height": self.height, "image_input_width": self.width,
-                "image_resize_mode": RESIZE_MODE, "inferencing_engine": ENGINE_IDS[self.fmt],
-                "input_features_count": self.features_count, "interval_ms": 1, "label_count": len(LABELS),
-                "labels": list(LABELS), "model_type": "classification", "sensor": SENSOR_CAMERA,
-                "slice_size": 1, "use_continuous_mode": False,
-                "thresholds": [{"id": THRESHOLD_ID, "type": f"anomaly_{scorer or 'custom'}",
-                                "min_anomaly_score": self.threshold}],
+                "axis_count": 1,
+                "frequency": 0,
+                "has_anomaly": HAS_ANOMALY.get(scorer, HAS_ANOMALY_CUSTOM),
+                "has_object_tracking": False,
+                "has_performance_calibration": False,
+                "image_channel_count": self.channels,
+                "image_input_frames": 1,
+                "image_input_height": self.height,
+                "image_input_width": self.width,
+                "image_resize_mode": RESIZE_MODE,
+                "inferencing_engine": ENGINE_IDS[self.fmt],
+                "input_features_count": self.features_count,
+                "interval_ms": 1,
+                "label_count": len(LABELS),
+                "labels": list(LABELS),
+                "model_type": "classification",
+                "sensor": SENSOR_CAMERA,
+                "slice_size": 1,
+                "use_continuous_mode": False,
+                "thresholds": [
+                    {"id": THRESHOLD_ID, "type": f"anomaly_{scorer or 'custom'}", "min_anomaly_score": self.threshold}
+                ],
             },
-            "project": {"id": 0, "name": f"vadblocks {scorer} on {self.meta.get('backbone', '?')}",
-                        "owner": "vadblocks", "deploy_version": 1},
+            "project": {
+                "id": 0,
+                "name": f"vadblocks {scorer} on {self.meta.get('backbone', '?')}",
+                "owner": "vadblocks",
+                "deploy_version": 1,
+            },
             "inferencing_engine": {"inferencing_engine": ENGINE_IDS[self.fmt], "properties": [self.fmt]},
         }
 
@@ -112,8 +135,10 @@ class ImpulseModel:
         except (TypeError, ValueError):
             raise ServingError("features must be a list of numbers (one 0xRRGGBB value per pixel)") from None
         if v.ndim != 1 or len(v) != self.features_count:
-            raise ServingError(f"expected {self.features_count} features ({self.width}x{self.height} pixels, one "
-                               f"0xRRGGBB value each), got {v.size if v.ndim == 1 else 'shape ' + str(v.shape)}")
+            raise ServingError(
+                f"expected {self.features_count} features ({self.width}x{self.height} pixels, one "
+                f"0xRRGGBB value each), got {v.size if v.ndim == 1 else 'shape ' + str(v.shape)}"
+            )
         if not np.isfinite(v).all() or v.min() < 0 or v.max() > 0xFFFFFF:
             raise ServingError("features must be finite packed pixels between 0 and 16777215 (0xFFFFFF)")
         p = np.rint(v).astype(np.int64)
@@ -137,9 +162,19 @@ class ImpulseModel:
         t1 = time.perf_counter()
         grid, score, ms = self.run(x)
         dsp_ms = (t1 - t0) * 1000.0
-        return {"result": anomaly_result(grid, score, self.threshold, self.height, self.width),
-                "timing": {"dsp": int(dsp_ms), "classification": int(ms), "anomaly": 0, "json": 0, "stdin": 0,
-                           "dsp_us": int(dsp_ms * 1000), "classification_us": int(ms * 1000), "anomaly_us": 0}}
+        return {
+            "result": anomaly_result(grid, score, self.threshold, self.height, self.width),
+            "timing": {
+                "dsp": int(dsp_ms),
+                "classification": int(ms),
+                "anomaly": 0,
+                "json": 0,
+                "stdin": 0,
+                "dsp_us": int(dsp_ms * 1000),
+                "classification_us": int(ms * 1000),
+                "anomaly_us": 0,
+            },
+        }
 
     def set_threshold(self, request: Any) -> dict[str, Any]:
         """The ``set_threshold`` answer: ``{"id": 1, "min_anomaly_score": T}`` changes the threshold."""
@@ -182,7 +217,7 @@ def split_messages(buf: bytes) -> tuple[list[bytes], bytes]:
             continue
         if ch == b"{":
             if depth == 0:
-                junk = buf[pos:m.start()].strip(b" \t\r\n\0")
+                junk = buf[pos : m.start()].strip(b" \t\r\n\0")
                 if junk:
                     out.append(junk)
                 start = m.start()
@@ -190,7 +225,7 @@ def split_messages(buf: bytes) -> tuple[list[bytes], bytes]:
         elif ch == b"}" and depth:
             depth -= 1
             if depth == 0:
-                out.append(buf[start:m.end()])
+                out.append(buf[start : m.end()])
                 pos = m.end()
     rest = buf[pos:]
     if depth == 0:  # outside any object: only whitespace may wait; anything else can never become a request
@@ -231,8 +266,12 @@ class Protocol:
     def hello(self) -> dict[str, Any]:
         out = self.model.hello()
         if self.shm is not None:
-            out["features_shm"] = {"name": "/" + self.shm.name, "size_bytes": self.shm.size, "type": "float32",
-                                   "elements": self.model.features_count}
+            out["features_shm"] = {
+                "name": "/" + self.shm.name,
+                "size_bytes": self.shm.size,
+                "type": "float32",
+                "elements": self.model.features_count,
+            }
         elif self.shm_error:
             out["features_shm_error"] = self.shm_error
         return out
@@ -351,8 +390,7 @@ def open_packed(archive: str, threads: int = 1) -> ImpulseModel:
 def eim_main(archive: str, argv: list[str]) -> int:
     """Entry point of a packed .eim: ``model.eim SOCKET_PATH``."""
     if len(argv) != 1 or argv[0] in ("-h", "--help"):
-        print("usage: model.eim SOCKET_PATH   (Edge Impulse Linux runner protocol over a UNIX socket)",
-              file=sys.stderr)
+        print("usage: model.eim SOCKET_PATH   (Edge Impulse Linux runner protocol over a UNIX socket)", file=sys.stderr)
         return 2
     try:
         model = open_packed(archive, int(os.environ.get("VADBLOCKS_THREADS", "1")))

@@ -31,8 +31,10 @@ def read_metadata(model_dir: str | os.PathLike, data: bytes | None = None) -> di
                 data = fh.read()
         meta = json.loads(data)
     except FileNotFoundError:
-        raise ServingError(f"{model_dir} is not a vadblocks model directory ({METADATA_FILE} is missing); "
-                           "train one with `vadblocks train`") from None
+        raise ServingError(
+            f"{model_dir} is not a vadblocks model directory ({METADATA_FILE} is missing); "
+            "train one with `vadblocks train`"
+        ) from None
     except (OSError, ValueError) as exc:
         raise ServingError(f"{path} is corrupt: {exc}") from None
     if not isinstance(meta, dict):
@@ -41,18 +43,25 @@ def read_metadata(model_dir: str | os.PathLike, data: bytes | None = None) -> di
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise ServingError(f"{path} is corrupt: formatVersion {version!r} is not a positive integer")
     if version > FORMAT_VERSION:
-        raise ServingError(f"{path} has formatVersion {version}, newer than this vadblocks reads "
-                           f"({FORMAT_VERSION}): upgrade vadblocks")
+        raise ServingError(
+            f"{path} has formatVersion {version}, newer than this vadblocks reads ({FORMAT_VERSION}): upgrade vadblocks"
+        )
     if version < FORMAT_VERSION:
-        raise ServingError(f"{path} has formatVersion {version}, written by an older vadblocks without file "
-                           f"checksums (this one reads {FORMAT_VERSION}): train the model again with this version")
+        raise ServingError(
+            f"{path} has formatVersion {version}, written by an older vadblocks without file "
+            f"checksums (this one reads {FORMAT_VERSION}): train the model again with this version"
+        )
 
     def bad(field: str, want: str) -> ServingError:
         return ServingError(f"{path} is corrupt: {field} {meta.get(field)!r} is not {want}")
 
     shape = meta.get("inputShape")
-    if (not isinstance(shape, list) or len(shape) != 3 or not all(isinstance(v, int) and v > 0 for v in shape)
-            or shape[2] not in (1, 3)):
+    if (
+        not isinstance(shape, list)
+        or len(shape) != 3
+        or not all(isinstance(v, int) and v > 0 for v in shape)
+        or shape[2] not in (1, 3)
+    ):
         raise bad("inputShape", "[height, width, 1 or 3]")
     grid = meta.get("gridSize")
     if not isinstance(grid, list) or len(grid) != 2 or not all(isinstance(v, int) and v > 0 for v in grid):
@@ -67,8 +76,14 @@ def read_metadata(model_dir: str | os.PathLike, data: bytes | None = None) -> di
         raise bad("parameters", "an object of parameter values")
     files = (meta.get("integrity") or {}).get("files") if isinstance(meta.get("integrity"), dict) else None
     if not isinstance(files, dict) or not all(
-            isinstance(k, str) and os.path.basename(k) == k and not k.startswith(".") and isinstance(v, dict)
-            and isinstance(v.get("bytes"), int) and isinstance(v.get("sha256"), str) for k, v in files.items()):
+        isinstance(k, str)
+        and os.path.basename(k) == k
+        and not k.startswith(".")
+        and isinstance(v, dict)
+        and isinstance(v.get("bytes"), int)
+        and isinstance(v.get("sha256"), str)
+        for k, v in files.items()
+    ):
         raise bad("integrity", "an object of file name -> {bytes, sha256}")
     return meta
 
@@ -106,11 +121,15 @@ def verify_files(model_dir: str | os.PathLike, meta: dict[str, Any], names: Iter
         want = recorded[name]
         size = path.stat().st_size
         if size != want["bytes"]:
-            raise ServingError(f"{path} is {size} bytes but was written as {want['bytes']}: the file is truncated "
-                               "or replaced; copy the model directory again or retrain")
+            raise ServingError(
+                f"{path} is {size} bytes but was written as {want['bytes']}: the file is truncated "
+                "or replaced; copy the model directory again or retrain"
+            )
         if file_digest(path)["sha256"] != want["sha256"]:
-            raise ServingError(f"{path} does not match its recorded SHA-256: the file is corrupt or was changed; "
-                               "copy the model directory again or retrain")
+            raise ServingError(
+                f"{path} does not match its recorded SHA-256: the file is corrupt or was changed; "
+                "copy the model directory again or retrain"
+            )
 
 
 def npz_layout(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
@@ -123,8 +142,11 @@ def npz_layout(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
             for info in z.infolist():
                 with z.open(info) as fh:
                     version = np.lib.format.read_magic(fh)
-                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                                   else np.lib.format.read_array_header_2_0)
+                    read_header = (
+                        np.lib.format.read_array_header_1_0
+                        if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0
+                    )
                     shape, _, dtype = read_header(fh)
                 out[info.filename.removesuffix(".npy")] = {"shape": list(shape), "dtype": str(dtype)}
     except (OSError, ValueError, zipfile.BadZipFile, KeyError, EOFError) as exc:
@@ -139,14 +161,17 @@ def check_model_dir(model_dir: str | os.PathLike) -> dict[str, Any]:
     verify_files(model_dir, meta, meta["integrity"]["files"])
     arrays = meta.get("arrays")
     if not isinstance(arrays, dict):
-        raise ServingError(f"{Path(model_dir) / METADATA_FILE} is corrupt: arrays {arrays!r} is not an object of "
-                           "file -> array layout")
+        raise ServingError(
+            f"{Path(model_dir) / METADATA_FILE} is corrupt: arrays {arrays!r} is not an object of file -> array layout"
+        )
     for name, layout in arrays.items():
         found = npz_layout(Path(model_dir) / str(name))
         if found != layout:
             diff = sorted(k for k in set(found) | set(layout or {}) if found.get(k) != (layout or {}).get(k))
-            raise ServingError(f"{Path(model_dir) / str(name)}: arrays {', '.join(diff)} do not have the names, "
-                               "shapes and dtypes the metadata records; copy the model directory again or retrain")
+            raise ServingError(
+                f"{Path(model_dir) / str(name)}: arrays {', '.join(diff)} do not have the names, "
+                "shapes and dtypes the metadata records; copy the model directory again or retrain"
+            )
     return meta
 
 

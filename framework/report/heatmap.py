@@ -29,16 +29,22 @@ def overlay(image: np.ndarray, grid: np.ndarray, threshold: float, scale: int = 
     H, W = h * scale, w * scale
     vmax = max(1.5 * float(threshold), 1e-12)
     heat = upsample_grids(grid[None], (H, W))[0] / vmax
-    base = np.asarray(Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8)).resize((W, H),
-                      Image.Resampling.NEAREST), dtype=np.float32) / 255.0
+    base = (
+        np.asarray(
+            Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8)).resize((W, H), Image.Resampling.NEAREST),
+            dtype=np.float32,
+        )
+        / 255.0
+    )
     mixed = (1 - alpha) * base + alpha * colormap(heat)
     out = Image.fromarray((mixed * 255).round().astype(np.uint8))
     draw = ImageDraw.Draw(out)
     gh, gw = grid.shape
     cell_h, cell_w = H / gh, W / gw
-    for (r, c) in zip(*np.nonzero(grid > threshold)):
-        draw.rectangle([c * cell_w, r * cell_h, (c + 1) * cell_w - 1, (r + 1) * cell_h - 1],
-                       outline=(255, 0, 0), width=2)
+    for r, c in zip(*np.nonzero(grid > threshold)):
+        draw.rectangle(
+            [c * cell_w, r * cell_h, (c + 1) * cell_w - 1, (r + 1) * cell_h - 1], outline=(255, 0, 0), width=2
+        )
     return out
 
 

@@ -65,9 +65,17 @@ def defect_type(name: str, anomalous: bool) -> str:
     return "anomaly" if anomalous else "good"
 
 
-def report_data(meta: dict[str, Any], split: Split, grids: np.ndarray, scores: np.ndarray, *,
-                model_dir: str | Path, runtime: str, latency_ms: float | None,
-                threshold: float | None = None) -> dict[str, Any]:
+def report_data(
+    meta: dict[str, Any],
+    split: Split,
+    grids: np.ndarray,
+    scores: np.ndarray,
+    *,
+    model_dir: str | Path,
+    runtime: str,
+    latency_ms: float | None,
+    threshold: float | None = None,
+) -> dict[str, Any]:
     """Everything the page shows, as one JSON-serialisable dict."""
     suggested = float(meta["nominalThresholdScore"])
     metrics = evaluate(grids, scores, split, suggested if threshold is None else threshold)
@@ -77,28 +85,45 @@ def report_data(meta: dict[str, Any], split: Split, grids: np.ndarray, scores: n
         mask = None
         if split.masks is not None and split.has_mask is not None and split.has_mask[i] and split.anomalous[i]:
             mask = mask_outline(split.masks[i], thumb.size)
-        samples.append({
-            "name": split.names[i], "anomalous": bool(split.anomalous[i]),
-            "defect": defect_type(split.names[i], bool(split.anomalous[i])),
-            "score": float(scores[i]), "grid": [float(f"{v:.6g}") for v in np.asarray(grids[i]).reshape(-1)],
-            "image": _data_url(thumb, "JPEG", quality=JPEG_QUALITY), "mask": mask,
-        })
+        samples.append(
+            {
+                "name": split.names[i],
+                "anomalous": bool(split.anomalous[i]),
+                "defect": defect_type(split.names[i], bool(split.anomalous[i])),
+                "score": float(scores[i]),
+                "grid": [float(f"{v:.6g}") for v in np.asarray(grids[i]).reshape(-1)],
+                "image": _data_url(thumb, "JPEG", quality=JPEG_QUALITY),
+                "mask": mask,
+            }
+        )
     model_dir = Path(model_dir)
-    files = [{"file": p.name, "bytes": p.stat().st_size} for p in sorted(model_dir.iterdir())
-             if p.is_file() and not p.name.startswith(".")]
+    files = [
+        {"file": p.name, "bytes": p.stat().st_size}
+        for p in sorted(model_dir.iterdir())
+        if p.is_file() and not p.name.startswith(".")
+    ]
     policy = meta.get("thresholdPolicy") or {"policy": "max"}  # models before threshold policies: max
     train_scores = meta.get("trainScores") or []
     return {
         "model": {
-            "directory": str(model_dir), "scorer": meta.get("scorer"), "backbone": meta.get("backbone"),
-            "parameters": meta.get("parameters", {}), "version": meta.get("version"),
-            "inputShape": meta["inputShape"], "gridSize": meta["gridSize"], "runtime": runtime,
-            "runtimeFile": EXPORT_FILES.get(runtime), "latencyMs": latency_ms, "files": files,
-            "numTrainImages": meta.get("numTrainImages"), "validation": meta.get("validation"),
+            "directory": str(model_dir),
+            "scorer": meta.get("scorer"),
+            "backbone": meta.get("backbone"),
+            "parameters": meta.get("parameters", {}),
+            "version": meta.get("version"),
+            "inputShape": meta["inputShape"],
+            "gridSize": meta["gridSize"],
+            "runtime": runtime,
+            "runtimeFile": EXPORT_FILES.get(runtime),
+            "latencyMs": latency_ms,
+            "files": files,
+            "numTrainImages": meta.get("numTrainImages"),
+            "validation": meta.get("validation"),
             "timings": meta.get("timings", {}),
         },
         "threshold": {
-            "suggested": suggested, "policy": policy["policy"],
+            "suggested": suggested,
+            "policy": policy["policy"],
             "policyText": f"{policy['policy']}; {policy.get('how') or POLICY_TEXT.get(policy['policy'], '')}",
             "maxTrainingScore": meta.get("maxTrainingScore", (meta.get("trainScoreRange") or [None, None])[1]),
             "initial": suggested if threshold is None else float(threshold),

@@ -19,8 +19,14 @@ def roc_points(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.n
     return np.r_[0.0, fp / max(1, (~y).sum())], np.r_[0.0, tp / max(1, y.sum())]
 
 
-def write_plots(out_dir: str | Path, split: Split, scores: np.ndarray, threshold: float,
-                train_scores: list[float] | None = None, image_auroc: float | None = None) -> list[Path]:
+def write_plots(
+    out_dir: str | Path,
+    split: Split,
+    scores: np.ndarray,
+    threshold: float,
+    train_scores: list[float] | None = None,
+    image_auroc: float | None = None,
+) -> list[Path]:
     """Write ``roc.png`` (when both classes are present) and ``scores.png`` into ``out_dir``."""
     import matplotlib
 
@@ -37,8 +43,13 @@ def write_plots(out_dir: str | Path, split: Split, scores: np.ndarray, threshold
         fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=120)
         ax.plot(fpr, tpr, color="#2b59c3", lw=2, label=f"AUROC {image_auroc:.3f}" if image_auroc is not None else None)
         ax.plot([0, 1], [0, 1], ls="--", color="#bbb", lw=1)
-        ax.plot([(pred & ~y).sum() / (~y).sum()], [(pred & y).sum() / y.sum()], "o", color="#111",
-                label=f"threshold {threshold:.4g}")
+        ax.plot(
+            [(pred & ~y).sum() / (~y).sum()],
+            [(pred & y).sum() / y.sum()],
+            "o",
+            color="#111",
+            label=f"threshold {threshold:.4g}",
+        )
         ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC", xlim=(0, 1), ylim=(0, 1.01))
         ax.legend(loc="lower right")
         fig.tight_layout()
@@ -53,8 +64,14 @@ def write_plots(out_dir: str | Path, split: Split, scores: np.ndarray, threshold
     bins = np.linspace(values.min(), values.max(), 31)
     for name, v, colour in groups:
         if len(v):
-            ax.hist(v, bins=bins, alpha=0.55, color=colour, label=f"{name} ({len(v)})",
-                    weights=np.full(len(v), 1.0 / len(v)))
+            ax.hist(
+                v,
+                bins=bins,
+                alpha=0.55,
+                color=colour,
+                label=f"{name} ({len(v)})",
+                weights=np.full(len(v), 1.0 / len(v)),
+            )
     ax.axvline(threshold, color="#111", lw=2, label="threshold")
     ax.set(xlabel="anomaly score", ylabel="fraction of images", title="Score distributions")
     ax.legend(fontsize=8)

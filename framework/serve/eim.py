@@ -22,17 +22,18 @@ from framework.portable.modelfiles import METADATA_FILE, check_model_dir, engine
 EIM_RUNTIMES = tuple(EXPORT_FILES)  # tflite (default), tflite-int8, onnx
 RUNTIME_PACKAGES = {"tflite": "ai_edge_litert", "tflite-int8": "ai_edge_litert", "onnx": "onnxruntime"}
 PORTABLE_MODULES = ("__init__", "errors", "silence", "engines", "modelfiles", "impulse")
-MAIN = '''import os
+MAIN = """import os
 import sys
 
 from portable.impulse import eim_main
 
 sys.exit(eim_main(os.path.dirname(os.path.abspath(__file__)), sys.argv[1:]))
-'''
+"""
 
 
-def write_eim(model_dir: str | Path, out: str | Path, runtime: str = "tflite",
-              interpreter: str = "/usr/bin/env python3") -> Path:
+def write_eim(
+    model_dir: str | Path, out: str | Path, runtime: str = "tflite", interpreter: str = "/usr/bin/env python3"
+) -> Path:
     """Write ``out``: an executable .eim serving ``model_dir``'s ``runtime`` file; returns its path.
 
     ``interpreter`` is the ``#!`` line's Python (it needs numpy and the runtime's package).

@@ -54,8 +54,9 @@ def plan_arena(tensors: list[Lifetime]) -> int:
     return end
 
 
-def _lifetimes(ops: list[tuple[list[int], list[int]]], inputs: list[int], outputs: list[int],
-               nbytes: dict[int, int]) -> list[Lifetime]:
+def _lifetimes(
+    ops: list[tuple[list[int], list[int]]], inputs: list[int], outputs: list[int], nbytes: dict[int, int]
+) -> list[Lifetime]:
     """Lifetimes of the activations of a graph given as operators (input ids, output ids) in run order."""
     first = {t: 0 for t in inputs}
     last: dict[int, int] = {}
@@ -73,12 +74,14 @@ def tflite_lifetimes(path: str | Path) -> list[Lifetime]:
     """Activation lifetimes of a .tflite file (its own operators, no delegate rewriting them)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    it = Interpreter(model_path=str(path),
-                     experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    it = Interpreter(
+        model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    )
     nbytes = {d["index"]: int(np.prod(d["shape"])) * np.dtype(d["dtype"]).itemsize for d in it.get_tensor_details()}
     ops = [([int(t) for t in o["inputs"] if t >= 0], [int(t) for t in o["outputs"]]) for o in it._get_ops_details()]
-    return _lifetimes(ops, [d["index"] for d in it.get_input_details()],
-                      [d["index"] for d in it.get_output_details()], nbytes)
+    return _lifetimes(
+        ops, [d["index"] for d in it.get_input_details()], [d["index"] for d in it.get_output_details()], nbytes
+    )
 
 
 def onnx_lifetimes(path: str | Path) -> list[Lifetime]:
@@ -99,10 +102,17 @@ def onnx_lifetimes(path: str | Path) -> list[Lifetime]:
         elif not dims:
             nbytes[idx] = helper.tensor_dtype_to_np_dtype(t.elem_type).itemsize
     constants = {i.name for i in g.initializer} | {o for n in g.node if n.op_type == "Constant" for o in n.output}
-    ops = [([names.setdefault(t, len(names)) for t in n.input if t and t not in constants],
-            [names.setdefault(t, len(names)) for t in n.output if t]) for n in g.node if n.op_type != "Constant"]
-    return _lifetimes(ops, [names[i.name] for i in g.input if i.name not in constants],
-                      [names[o.name] for o in g.output], nbytes)
+    ops = [
+        (
+            [names.setdefault(t, len(names)) for t in n.input if t and t not in constants],
+            [names.setdefault(t, len(names)) for t in n.output if t],
+        )
+        for n in g.node
+        if n.op_type != "Constant"
+    ]
+    return _lifetimes(
+        ops, [names[i.name] for i in g.input if i.name not in constants], [names[o.name] for o in g.output], nbytes
+    )
 
 
 def peak_ram_bytes(path: str | Path, fmt: str) -> int:
@@ -120,5 +130,8 @@ def measure(model_dir: str | Path, fmt: str, image: np.ndarray, runs: int = LATE
 
     path = Path(model_dir) / EXPORT_FILES[fmt]
     engine = open_runtime(model_dir, fmt, threads=1)
-    return {"latency_ms": measure_latency(engine, image, runs), "model_kb": os.path.getsize(path) / 1024,
-            "ram_kb": peak_ram_bytes(path, fmt) / 1024}
+    return {
+        "latency_ms": measure_latency(engine, image, runs),
+        "model_kb": os.path.getsize(path) / 1024,
+        "ram_kb": peak_ram_bytes(path, fmt) / 1024,
+    }

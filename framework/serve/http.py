@@ -32,8 +32,10 @@ class BadRequest(Exception):
 def info(model: ImpulseModel) -> dict[str, Any]:
     """``GET /api/info``: project and model parameters, as the runner shows them."""
     hello = model.hello()
-    return {"project": hello["project"],
-            "modelParameters": {"has_visual_anomaly_detection": True, **hello["model_parameters"]}}
+    return {
+        "project": hello["project"],
+        "modelParameters": {"has_visual_anomaly_detection": True, **hello["model_parameters"]},
+    }
 
 
 def classify_features(model: ImpulseModel, body: bytes, content_type: str) -> dict[str, Any]:
@@ -89,13 +91,18 @@ def classify_image(model: ImpulseModel, body: bytes, content_type: str) -> dict[
     sx, sy = ow / model.width, oh / model.height
     for cell in result["visual_anomaly_grid"]:
         x0, y0 = round(cell["x"] * sx), round(cell["y"] * sy)
-        cell.update(x=x0, y=y0, width=round((cell["x"] + cell["width"]) * sx) - x0,
-                    height=round((cell["y"] + cell["height"]) * sy) - y0)
+        cell.update(
+            x=x0,
+            y=y0,
+            width=round((cell["x"] + cell["width"]) * sx) - x0,
+            height=round((cell["y"] + cell["height"]) * sy) - y0,
+        )
     result["resizeMode"] = RESIZE_MODE
-    result["resized"] = {"originalWidth": ow, "originalHeight": oh, "newWidth": model.width,
-                         "newHeight": model.height}
-    return {"result": result, "timing": {"dsp": 0, "classification": int(ms), "anomaly": 0,
-                                         "classification_us": int(ms * 1000)}}
+    result["resized"] = {"originalWidth": ow, "originalHeight": oh, "newWidth": model.width, "newHeight": model.height}
+    return {
+        "result": result,
+        "timing": {"dsp": 0, "classification": int(ms), "anomaly": 0, "classification_us": int(ms * 1000)},
+    }
 
 
 def make_handler(model: ImpulseModel) -> type[BaseHTTPRequestHandler]:
@@ -129,7 +136,9 @@ def make_handler(model: ImpulseModel) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:  # noqa: N802
             path = self.path.split("?")[0]
             routes: dict[str, Callable[[ImpulseModel, bytes, str], dict[str, Any]]] = {
-                "/api/features": classify_features, "/api/image": classify_image}
+                "/api/features": classify_features,
+                "/api/image": classify_image,
+            }
             if path not in routes:
                 self._send(404, b"Not found\n", "text/plain")
                 return
@@ -158,4 +167,3 @@ def make_server(model: ImpulseModel, host: str = "127.0.0.1", port: int = 1337) 
         raise VadblocksError(f"cannot listen on {host}:{port}: {exc}") from None
     server.daemon_threads = True
     return server
-

@@ -41,7 +41,7 @@ class FileRuntime:
 
     def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = to_input_scaling(images, self.scaling, self.channels)
-        grids, scores = zip(*(self.engine.run_one(x[i:i + 1]) for i in range(len(x))))
+        grids, scores = zip(*(self.engine.run_one(x[i : i + 1]) for i in range(len(x))))
         return np.concatenate(grids), np.concatenate(scores)
 
 
@@ -73,8 +73,13 @@ def resolve_runtime(model_dir: str | Path, runtime: str = "auto") -> str:
     return "torch"
 
 
-def open_runtime(model_dir: str | Path, runtime: str = "auto", threads: int = 1, model: Any = None,
-                 meta: dict[str, Any] | None = None) -> Runtime:
+def open_runtime(
+    model_dir: str | Path,
+    runtime: str = "auto",
+    threads: int = 1,
+    model: Any = None,
+    meta: dict[str, Any] | None = None,
+) -> Runtime:
     """A runtime for a trained model directory: torch, one of its exported files, or ``auto``.
 
     ``model``: the already loaded :class:`~framework.train.pipeline.AnomalyModel` of ``model_dir``, if any;

@@ -18,9 +18,8 @@ from framework.training_params import AUGMENT_MODES
 Transform = Callable[[np.ndarray], np.ndarray]  # (N, H, W, C) -> (N, H, W, C)
 
 _FLIPS: tuple[Transform, ...] = (lambda x: x[:, :, ::-1], lambda x: x[:, ::-1])
-_TURNS: tuple[Transform, ...] = tuple((lambda k: lambda x: np.rot90(x, k, axes=(1, 2)))(k) for k in (1, 2, 3))
-_MIRRORED_TURNS: tuple[Transform, ...] = tuple(
-    (lambda k: lambda x: np.rot90(x[:, :, ::-1], k, axes=(1, 2)))(k) for k in (1, 3))
+_TURNS: tuple[Transform, ...] = tuple(lambda x, k=k: np.rot90(x, k, axes=(1, 2)) for k in (1, 2, 3))
+_MIRRORED_TURNS: tuple[Transform, ...] = tuple(lambda x, k=k: np.rot90(x[:, :, ::-1], k, axes=(1, 2)) for k in (1, 3))
 
 MODES: dict[str, tuple[Transform, ...]] = {
     "none": (),

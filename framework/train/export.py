@@ -21,14 +21,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from framework.training_params import INT8_PRECISION
 from framework.errors import VadblocksError
-from framework.train import int8
 from framework.portable.engines import EXPORT_FILES as FILES
 from framework.portable.engines import INPUT_NAME, OUTPUT_NAMES, SCALINGS, to_input_scaling
 from framework.portable.silence import quiet
-
+from framework.train import int8
 from framework.train.pipeline import AnomalyModel
+from framework.training_params import INT8_PRECISION
 
 FORMATS = tuple(FILES)
 CALIBRATION_IMAGES = 256  # training images used to calibrate the int8 model (evenly spaced)
@@ -75,16 +74,25 @@ def _require(module: str, fmt: str) -> Any:
     try:
         return __import__(module, fromlist=["_"])
     except ImportError:
-        raise VadblocksError(f"writing {FILES[fmt]} needs {module.split('.')[0]}: pip install 'vadblocks[export]' "
-                             f"(or choose other formats with --export)") from None
+        raise VadblocksError(
+            f"writing {FILES[fmt]} needs {module.split('.')[0]}: pip install 'vadblocks[export]' "
+            f"(or choose other formats with --export)"
+        ) from None
 
 
 def export_onnx(graph: ExportGraph, sample: torch.Tensor, path: Path) -> None:
     """Write ``graph`` as ONNX with a fixed (1, H, W, C) input."""
     _require("onnx", "onnx")
     with torch.no_grad(), quiet():
-        torch.onnx.export(graph, (sample,), str(path), input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
-                          opset_version=ONNX_OPSET, dynamo=False)
+        torch.onnx.export(
+            graph,
+            (sample,),
+            str(path),
+            input_names=[INPUT_NAME],
+            output_names=list(OUTPUT_NAMES),
+            opset_version=ONNX_OPSET,
+            dynamo=False,
+        )
 
 
 def export_tflite(graph: ExportGraph, sample: torch.Tensor, path: Path) -> None:
@@ -115,6 +123,7 @@ def _quantizer(scaling: str, scorer_type: type, float_modules: Sequence[str] = (
     def name_filter(name: str):
         def inside(n: Any) -> bool:
             return any(p == name or p.startswith(name + ".") for p, _ in n.meta.get("nn_module_stack", {}).values())
+
         return inside
 
     pq._get_module_type_filter = type_filter
@@ -132,20 +141,25 @@ def _quantizer(scaling: str, scorer_type: type, float_modules: Sequence[str] = (
                 if ann is None:  # a float first operation: the int8 input is dequantised into it
                     ann = user.meta["quantization_annotation"] = QuantizationAnnotation(_annotated=True)
                 ann.input_qspec_map[image] = FixedQParamsQuantizationSpec(
-                    dtype=torch.int8, scale=scale, zero_point=zero_point, quant_min=-128, quant_max=127,
-                    qscheme=torch.per_tensor_affine)
+                    dtype=torch.int8,
+                    scale=scale,
+                    zero_point=zero_point,
+                    quant_min=-128,
+                    quant_max=127,
+                    qscheme=torch.per_tensor_affine,
+                )
             return model
 
-    q = InputFixedQuantizer().set_global(pq.get_symmetric_quantization_config(is_per_channel=True,
-                                                                              is_dynamic=False))
+    q = InputFixedQuantizer().set_global(pq.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
     q.set_module_type(scorer_type, None)
     for name in float_modules:
         q.module_name_config[name] = None
     return q
 
 
-def export_tflite_int8(graph: ExportGraph, calibration: np.ndarray, scaling: str, path: Path,
-                       float_modules: Sequence[str] = ()) -> None:
+def export_tflite_int8(
+    graph: ExportGraph, calibration: np.ndarray, scaling: str, path: Path, float_modules: Sequence[str] = ()
+) -> None:
     """Write ``graph`` as TFLite with int8 input and an int8 backbone (scorer float), calibrated.
 
     ``float_modules``: module paths of ``graph`` kept in float too (e.g. ``backbone.features.6``).
@@ -153,8 +167,10 @@ def export_tflite_int8(graph: ExportGraph, calibration: np.ndarray, scaling: str
     names = dict(graph.named_modules())
     unknown = [m for m in float_modules if m not in names]
     if unknown:
-        raise VadblocksError(f"int8 float modules {unknown} are not modules of the exported graph; "
-                             f"choose paths such as {', '.join([n for n in names if n.count('.') == 2][:3])}")
+        raise VadblocksError(
+            f"int8 float modules {unknown} are not modules of the exported graph; "
+            f"choose paths such as {', '.join([n for n in names if n.count('.') == 2][:3])}"
+        )
     sample = torch.from_numpy(calibration[:1])
     with quiet():
         litert_torch = _require("litert_torch", "tflite-int8")
@@ -166,13 +182,18 @@ def export_tflite_int8(graph: ExportGraph, calibration: np.ndarray, scaling: str
         prepared = prepare_pt2e(exported, quantizer)
         with torch.no_grad():
             for i in range(len(calibration)):
-                prepared(torch.from_numpy(calibration[i:i + 1]))
+                prepared(torch.from_numpy(calibration[i : i + 1]))
         converted = convert_pt2e(prepared, fold_quantize=False)
         litert_torch.convert(converted, (sample,), quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(str(path))
 
 
-def save_with_exports(model: AnomalyModel, out_dir: str | Path, formats: Sequence[str] = (),
-                      calibration: np.ndarray | None = None, int8_float_modules: Sequence[str] | None = None) -> Path:
+def save_with_exports(
+    model: AnomalyModel,
+    out_dir: str | Path,
+    formats: Sequence[str] = (),
+    calibration: np.ndarray | None = None,
+    int8_float_modules: Sequence[str] | None = None,
+) -> Path:
     """Save ``model`` into ``out_dir`` (atomically) with the exported files of ``formats``.
 
     ``calibration``: training images (0..1 RGB) for the int8 model's quantisation;
@@ -182,8 +203,13 @@ def save_with_exports(model: AnomalyModel, out_dir: str | Path, formats: Sequenc
     return model.save(out_dir, lambda folder: write_exports(model, folder, formats, calibration, int8_float_modules))
 
 
-def write_exports(model: AnomalyModel, out_dir: Path, formats: Sequence[str], calibration: np.ndarray | None = None,
-                  int8_float_modules: Sequence[str] | None = None) -> dict[str, Any]:
+def write_exports(
+    model: AnomalyModel,
+    out_dir: Path,
+    formats: Sequence[str],
+    calibration: np.ndarray | None = None,
+    int8_float_modules: Sequence[str] | None = None,
+) -> dict[str, Any]:
     """Write the requested model files into ``out_dir``; returns their metadata entries."""
     unknown = [f for f in formats if f not in FILES]
     if unknown:
@@ -210,14 +236,25 @@ def write_exports(model: AnomalyModel, out_dir: Path, formats: Sequence[str], ca
             export_tflite(graph, sample, path)
         else:
             step = max(1, len(images) // CALIBRATION_IMAGES)
-            export_tflite_int8(graph, to_input_scaling(images[::step][:CALIBRATION_IMAGES], scaling, c), scaling, path,
-                               int8_float_modules)
+            export_tflite_int8(
+                graph,
+                to_input_scaling(images[::step][:CALIBRATION_IMAGES], scaling, c),
+                scaling,
+                path,
+                int8_float_modules,
+            )
         entries[fmt] = {
             "file": FILES[fmt],
-            "input": {"name": INPUT_NAME, "shape": [1, h, w, c], "dtype": "int8" if fmt == "tflite-int8" else "float32",
-                      "scaling": scaling},
-            "outputs": [{"name": "grid", "shape": [1, gh, gw], "dtype": "float32"},
-                        {"name": "score", "shape": [1], "dtype": "float32"}],
+            "input": {
+                "name": INPUT_NAME,
+                "shape": [1, h, w, c],
+                "dtype": "int8" if fmt == "tflite-int8" else "float32",
+                "scaling": scaling,
+            },
+            "outputs": [
+                {"name": "grid", "shape": [1, gh, gw], "dtype": "float32"},
+                {"name": "score", "shape": [1], "dtype": "float32"},
+            ],
             "bytes": os.path.getsize(path),
             "seconds": round(time.perf_counter() - t0, 2),
         }

@@ -32,8 +32,9 @@ class FeatureCache:
         self.misses = 0
         self._store: OrderedDict[tuple, tuple[int, list["torch.Tensor"], int]] = OrderedDict()  # levels, maps, bytes
 
-    def features(self, backbone_key: tuple, levels: int, batch: np.ndarray,
-                 extract: Callable[[np.ndarray], list["torch.Tensor"]]) -> list["torch.Tensor"]:
+    def features(
+        self, backbone_key: tuple, levels: int, batch: np.ndarray, extract: Callable[[np.ndarray], list["torch.Tensor"]]
+    ) -> list["torch.Tensor"]:
         """The first ``levels`` feature maps of ``batch``: stored ones when present, else ``extract(batch)``.
 
         ``backbone_key`` names the backbone and its parameters (what, besides the pixels, decides the maps).

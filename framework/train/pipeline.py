@@ -15,18 +15,24 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from framework import __version__
-
-from framework.train import augment, thresholds, validation
 from framework.backbone import Backbone
+from framework.config import BlockConfig, resolve
 from framework.data import Dataset
 from framework.errors import VadblocksError
-from framework.train.feature_cache import FeatureCache
 from framework.outputs import atomic_directory
-from framework.config import BlockConfig, resolve
 from framework.plugins import Registry, get_registry
-from framework.portable.modelfiles import (BACKBONE_STATE_FILE, FORMAT_VERSION, METADATA_FILE, SCORER_STATE_FILE,
-                                           check_model_dir, integrity, npz_layout)
+from framework.portable.modelfiles import (
+    BACKBONE_STATE_FILE,
+    FORMAT_VERSION,
+    METADATA_FILE,
+    SCORER_STATE_FILE,
+    check_model_dir,
+    integrity,
+    npz_layout,
+)
 from framework.scorer import Scorer, concat_batches
+from framework.train import augment, thresholds, validation
+from framework.train.feature_cache import FeatureCache
 
 BATCH_SIZE = 32
 FEATURE_CACHE_BYTES = 1 << 30  # training features kept between the fit and threshold passes
@@ -67,9 +73,15 @@ class AnomalyModel:
 
     def _batches(self, images: np.ndarray, progress: bool, desc: str) -> Iterator[list[torch.Tensor]]:
         check_images(images, self.input_shape)
-        for i in tqdm(range(0, len(images), BATCH_SIZE), desc=desc, unit="batch", disable=not progress,
-                      leave=False, mininterval=1.0):
-            yield self._extract(images[i:i + BATCH_SIZE])
+        for i in tqdm(
+            range(0, len(images), BATCH_SIZE),
+            desc=desc,
+            unit="batch",
+            disable=not progress,
+            leave=False,
+            mininterval=1.0,
+        ):
+            yield self._extract(images[i : i + BATCH_SIZE])
 
     def _extract(self, batch: np.ndarray) -> list[torch.Tensor]:
         if self.feature_cache is not None:
@@ -95,8 +107,7 @@ class AnomalyModel:
             scores.append(s)
         return np.concatenate(grids), np.concatenate(scores)
 
-    def save(self, out_dir: str | Path,
-             extra: Callable[[Path], dict[str, Any]] | None = None) -> Path:
+    def save(self, out_dir: str | Path, extra: Callable[[Path], dict[str, Any]] | None = None) -> Path:
         """Write the model files into ``out_dir`` atomically.
 
         ``extra(folder)`` writes more files into the temporary folder first and returns their metadata
@@ -105,13 +116,18 @@ class AnomalyModel:
         arrays, state_config = self.scorer.get_state()
         meta = dict(self.metadata)
         meta["scorerState"] = state_config
-        meta["files"] = {"metadata": METADATA_FILE, "scorerState": SCORER_STATE_FILE,
-                         "backboneState": BACKBONE_STATE_FILE}
+        meta["files"] = {
+            "metadata": METADATA_FILE,
+            "scorerState": SCORER_STATE_FILE,
+            "backboneState": BACKBONE_STATE_FILE,
+        }
         with atomic_directory(out_dir) as tmp:
             meta["exports"] = extra(tmp) if extra is not None else {}
             np.savez(tmp / SCORER_STATE_FILE, **arrays)
-            np.savez(tmp / BACKBONE_STATE_FILE,
-                     **{k: v.detach().cpu().numpy() for k, v in self.extractor.backbone.state_dict().items()})
+            np.savez(
+                tmp / BACKBONE_STATE_FILE,
+                **{k: v.detach().cpu().numpy() for k, v in self.extractor.backbone.state_dict().items()},
+            )
             meta["arrays"] = {name: npz_layout(tmp / name) for name in (SCORER_STATE_FILE, BACKBONE_STATE_FILE)}
             meta["integrity"] = integrity(tmp, [p.name for p in tmp.iterdir()])
             (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
@@ -146,11 +162,14 @@ class AnomalyModel:
         try:
             grid, _ = self.predict(np.full((1,) + tuple(self.input_shape[:2]) + (3,), 0.5, np.float32))
         except Exception as exc:  # noqa: BLE001 - any failure here means the saved arrays do not fit
-            raise VadblocksError(f"model files in {model_dir} do not fit together ({type(exc).__name__}: {exc}); "
-                                 "retrain the model") from None
+            raise VadblocksError(
+                f"model files in {model_dir} do not fit together ({type(exc).__name__}: {exc}); retrain the model"
+            ) from None
         if list(grid.shape[1:]) != list(self.metadata["gridSize"]):
-            raise VadblocksError(f"model files in {model_dir} give a {grid.shape[1]}x{grid.shape[2]} grid but the "
-                                 f"metadata records {self.metadata['gridSize']}; retrain the model")
+            raise VadblocksError(
+                f"model files in {model_dir} give a {grid.shape[1]}x{grid.shape[2]} grid but the "
+                f"metadata records {self.metadata['gridSize']}; retrain the model"
+            )
 
 
 def check_images(images: np.ndarray, input_shape: tuple[int, int, int]) -> None:
@@ -163,8 +182,10 @@ def check_images(images: np.ndarray, input_shape: tuple[int, int, int]) -> None:
     if len(images) == 0:
         raise VadblocksError("no images given")
     if tuple(images.shape[1:3]) != tuple(input_shape[:2]):
-        raise VadblocksError(f"images are {images.shape[1]}x{images.shape[2]} but the model takes "
-                             f"{input_shape[0]}x{input_shape[1]}; resize them (e.g. --image-size {input_shape[0]})")
+        raise VadblocksError(
+            f"images are {images.shape[1]}x{images.shape[2]} but the model takes "
+            f"{input_shape[0]}x{input_shape[1]}; resize them (e.g. --image-size {input_shape[0]})"
+        )
     if not np.isfinite(images).all():
         raise VadblocksError("images contain NaN or infinite values")
 
@@ -175,8 +196,15 @@ def _instantiate(registry: Registry, config: BlockConfig) -> tuple[Backbone, Sco
     return backbone, scorer
 
 
-def train(dataset: Dataset, config: BlockConfig | None = None, *, registry: Registry | None = None,
-          weights: str | None = None, progress: bool = True, feature_cache: FeatureCache | None = None) -> AnomalyModel:
+def train(
+    dataset: Dataset,
+    config: BlockConfig | None = None,
+    *,
+    registry: Registry | None = None,
+    weights: str | None = None,
+    progress: bool = True,
+    feature_cache: FeatureCache | None = None,
+) -> AnomalyModel:
     """Fit the configured scorer on the backbone features of the (normal) training images.
 
     With memory augmentation the scorer also learns the images' flips/turns; validation (on by
@@ -191,16 +219,20 @@ def train(dataset: Dataset, config: BlockConfig | None = None, *, registry: Regi
     backbone.check_input_size(h, w)
     opts = config.training
     if augment.square_only(opts["augment"]) and h != w:
-        raise VadblocksError(f"--augment {opts['augment']} turns images by 90 degrees, which needs square images "
-                             f"(these are {h}x{w}); use --augment flips or none")
+        raise VadblocksError(
+            f"--augment {opts['augment']} turns images by 90 degrees, which needs square images "
+            f"(these are {h}x{w}); use --augment flips or none"
+        )
     t0 = time.perf_counter()
     module = backbone.create_module(scorer.feature_levels())
     weights_source = backbone.load_pretrained(module, weights)
     extractor = FeatureExtractor(module, backbone.mean, backbone.std).eval()
     model = AnomalyModel(backbone, scorer, extractor, config, (h, w, c), threshold=0.0)
     if feature_cache is not None:
-        model.feature_cache = (feature_cache, (config.backbone, tuple(sorted(config.backbone_params.items())),
-                                               weights_source))
+        model.feature_cache = (
+            feature_cache,
+            (config.backbone, tuple(sorted(config.backbone_params.items())), weights_source),
+        )
     stream = FeatureStream(model, dataset.train.images, augment.transforms(opts["augment"]), progress)
     scorer.verbose = progress
     if stream.transforms:
@@ -212,24 +244,34 @@ def train(dataset: Dataset, config: BlockConfig | None = None, *, registry: Regi
     t2 = time.perf_counter()
     held = None
     if opts["validation"]:
-        held = validation.validate(scorer, dataset.train.images, model.features,
-                                   stream.subset,
-                                   lambda kept: _refit(registry, config, stream, kept))
+        held = validation.validate(
+            scorer,
+            dataset.train.images,
+            model.features,
+            stream.subset,
+            lambda kept: _refit(registry, config, stream, kept),
+        )
     t3 = time.perf_counter()
     policy = opts["threshold_policy"]
     if policy == "f1" and held is None:  # validation off, or too few images to hold any out
         policy = "max"
     model.threshold, how = thresholds.suggest(policy, opts["target_fpr"], train_scores, held)
     if policy != opts["threshold_policy"]:
-        how += (" (the f1 policy needs validation, which is " + ("turned off" if not opts["validation"] else
-                f"skipped below {validation.MIN_IMAGES} training images") + ")")
+        how += (
+            " (the f1 policy needs validation, which is "
+            + ("turned off" if not opts["validation"] else f"skipped below {validation.MIN_IMAGES} training images")
+            + ")"
+        )
     gh, gw = model.grid_shape
     model.metadata = {
         "version": __version__,
         "formatVersion": FORMAT_VERSION,
         "nominalThresholdScore": model.threshold,
-        "thresholdPolicy": {"policy": opts["threshold_policy"], "how": how,
-                            **({"targetFpr": opts["target_fpr"]} if opts["threshold_policy"] != "max" else {})},
+        "thresholdPolicy": {
+            "policy": opts["threshold_policy"],
+            "how": how,
+            **({"targetFpr": opts["target_fpr"]} if opts["threshold_policy"] != "max" else {}),
+        },
         "maxTrainingScore": float(np.max(train_scores)),  # Edge Impulse's suggested threshold
         "trainScoreRange": [float(np.min(train_scores)), float(np.max(train_scores))],
         "trainScores": score_sample(train_scores),
@@ -242,18 +284,26 @@ def train(dataset: Dataset, config: BlockConfig | None = None, *, registry: Regi
         "backboneWeights": weights_source,
         "normalization": {"mean": list(backbone.mean), "std": list(backbone.std)},
         "numTrainImages": int(len(dataset.train)),
-        "augmentation": {"mode": opts["augment"],
-                         "imagesLearned": len(dataset.train) * augment.copies(opts["augment"])},
-        "timings": {"fitSeconds": round(t1 - t0, 3), "thresholdSeconds": round(t2 - t1, 3),
-                    "validationSeconds": round(t3 - t2, 3)},
+        "augmentation": {
+            "mode": opts["augment"],
+            "imagesLearned": len(dataset.train) * augment.copies(opts["augment"]),
+        },
+        "timings": {
+            "fitSeconds": round(t1 - t0, 3),
+            "thresholdSeconds": round(t2 - t1, 3),
+            "validationSeconds": round(t3 - t2, 3),
+        },
         "plugins": {
             "scorer": _dist(registry.scorer(config.scorer)),
             "backbone": _dist(registry.backbone(config.backbone)),
         },
     }
     if held is None:
-        reason = ("turned off (--validation 0)" if not opts["validation"]
-                  else f"fewer than {validation.MIN_IMAGES} training images")
+        reason = (
+            "turned off (--validation 0)"
+            if not opts["validation"]
+            else f"fewer than {validation.MIN_IMAGES} training images"
+        )
         model.metadata["validation"] = {"source": None, "reason": reason}
     else:
         section = validation.summary(held, model.threshold, opts["threshold_policy"], t3 - t2)
@@ -284,8 +334,7 @@ class FeatureStream:
     for any number of training images.
     """
 
-    def __init__(self, model: AnomalyModel, images: np.ndarray, transforms: tuple = (),
-                 progress: bool = False) -> None:
+    def __init__(self, model: AnomalyModel, images: np.ndarray, transforms: tuple = (), progress: bool = False) -> None:
         check_images(images, model.input_shape)
         self.model, self.images, self.transforms, self.progress = model, images, tuple(transforms), progress
         self._cache: list[tuple[np.ndarray, int, list[torch.Tensor]]] | None = []  # (source ids, copy, features)
@@ -302,7 +351,7 @@ class FeatureStream:
         """(source ids, copy number (0 = original), features) of images ``ids`` in batches, each followed by
         its transformed copies when ``copies``."""
         for i in range(0, len(ids), BATCH_SIZE):
-            chunk = ids[i:i + BATCH_SIZE]
+            chunk = ids[i : i + BATCH_SIZE]
             batch = self.images[chunk]
             for copy, fn in enumerate((None,) + (self.transforms if copies else ())):
                 x = batch if fn is None else np.ascontiguousarray(fn(batch))
@@ -311,9 +360,15 @@ class FeatureStream:
     def first_pass(self) -> Iterator[list[torch.Tensor]]:
         size = 0
         ids = np.arange(len(self.images))
-        steps = tqdm(self._stream(ids, True), desc="features", unit="batch", leave=False,
-                     disable=not self.progress, mininterval=1.0,
-                     total=-(-len(ids) // BATCH_SIZE) * (1 + len(self.transforms)))
+        steps = tqdm(
+            self._stream(ids, True),
+            desc="features",
+            unit="batch",
+            leave=False,
+            disable=not self.progress,
+            mininterval=1.0,
+            total=-(-len(ids) // BATCH_SIZE) * (1 + len(self.transforms)),
+        )
         for chunk, copy, feats in steps:
             if self._cache is not None:
                 size += sum(f.numel() * f.element_size() for f in feats)

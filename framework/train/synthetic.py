@@ -51,8 +51,9 @@ def make_anomalies(images: np.ndarray, donors: np.ndarray, seed: int = 0) -> tup
     return out, masks, kinds
 
 
-def _defect(img: np.ndarray, kind: str, rng: np.random.Generator, donor: np.ndarray, size: float = 1.0,
-            strength: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def _defect(
+    img: np.ndarray, kind: str, rng: np.random.Generator, donor: np.ndarray, size: float = 1.0, strength: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """One defect of ``kind``; ``size`` scales its extent, ``strength`` its contrast (a cut-paste piece is
     blended in at ``strength`` below 1)."""
     h, w, _ = img.shape
@@ -61,19 +62,20 @@ def _defect(img: np.ndarray, kind: str, rng: np.random.Generator, donor: np.ndar
     if kind == "cut-paste":
         ph, pw = (max(3, int(rng.uniform(0.06, 0.15) * side)) for _ in range(2))
         y0, x0 = int(rng.integers(0, donor.shape[0] - ph + 1)), int(rng.integers(0, donor.shape[1] - pw + 1))
-        piece = np.rot90(donor[y0:y0 + ph, x0:x0 + pw], int(rng.integers(1, 4)))
+        piece = np.rot90(donor[y0 : y0 + ph, x0 : x0 + pw], int(rng.integers(1, 4)))
         ph, pw = piece.shape[:2]
         y1, x1 = int(rng.integers(0, h - ph + 1)), int(rng.integers(0, w - pw + 1))
         out = img.copy()
-        region = out[y1:y1 + ph, x1:x1 + pw]
-        out[y1:y1 + ph, x1:x1 + pw] = piece if strength >= 1 else region + strength * (piece - region)
+        region = out[y1 : y1 + ph, x1 : x1 + pw]
+        out[y1 : y1 + ph, x1 : x1 + pw] = piece if strength >= 1 else region + strength * (piece - region)
         mask = np.zeros((h, w), bool)
-        mask[y1:y1 + ph, x1:x1 + pw] = True
+        mask[y1 : y1 + ph, x1 : x1 + pw] = True
         return out, mask
     if kind == "noise-blend":
         alpha = _blob(rng, h, w, rng.uniform(0.06, 0.15) * side)
         colour = img.reshape(-1, 3).mean(0) + rng.choice([-1, 1]) * rng.uniform(1.0, 3.0) * std * rng.uniform(
-            0.5, 1.0, 3)
+            0.5, 1.0, 3
+        )
         alpha = alpha * rng.uniform(0.6, 1.0)
     elif kind == "line":
         layer = Image.new("L", (w * 4, h * 4), 0)
@@ -95,8 +97,15 @@ def _defect(img: np.ndarray, kind: str, rng: np.random.Generator, donor: np.ndar
         layer = Image.new("L", (w, h), 0)
         ImageDraw.Draw(layer).ellipse([cx - rx, cy - ry, cx + rx, cy + ry], fill=255)
         alpha = np.asarray(layer.filter(ImageFilter.GaussianBlur(1.0)), np.float32) / 255.0
-        blurred = np.asarray(Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).filter(
-            ImageFilter.GaussianBlur(rng.uniform(1.5, 3.0))), np.float32) / 255.0
+        blurred = (
+            np.asarray(
+                Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).filter(
+                    ImageFilter.GaussianBlur(rng.uniform(1.5, 3.0))
+                ),
+                np.float32,
+            )
+            / 255.0
+        )
         colour = blurred + rng.choice([-1, 1]) * rng.uniform(1.0, 2.0) * std
     else:
         raise ValueError(f"unknown synthetic defect {kind!r}; choose from {', '.join(KINDS)}")

@@ -36,8 +36,7 @@ def conformal_quantile(normal_scores: np.ndarray, rate: float) -> float:
     return float(s[k - 1])
 
 
-def suggest(policy: str, rate: float, train_scores: np.ndarray,
-            validation: dict[str, Any] | None) -> tuple[float, str]:
+def suggest(policy: str, rate: float, train_scores: np.ndarray, validation: dict[str, Any] | None) -> tuple[float, str]:
     """The suggested threshold of ``policy`` and a sentence saying how it was obtained.
 
     ``validation`` is the result of :func:`framework.train.validation.validate` (None when validation is off):
@@ -49,17 +48,23 @@ def suggest(policy: str, rate: float, train_scores: np.ndarray,
         raise VadblocksError(f"--threshold-policy: {policy!r} is not valid; expected one of {', '.join(POLICIES)}")
     if validation is None:
         if policy == "f1":
-            raise VadblocksError("--threshold-policy f1 needs validation (it picks the threshold on held-out images "
-                                 "with synthetic anomalies): use --validation 1, or --threshold-policy fpr or max")
-        return (conformal_quantile(train_scores, rate),
-                f"conformal {1 - rate:.3g} quantile of {len(train_scores)} training scores (target FPR {rate:g}; "
-                "validation off)")
+            raise VadblocksError(
+                "--threshold-policy f1 needs validation (it picks the threshold on held-out images "
+                "with synthetic anomalies): use --validation 1, or --threshold-policy fpr or max"
+            )
+        return (
+            conformal_quantile(train_scores, rate),
+            f"conformal {1 - rate:.3g} quantile of {len(train_scores)} training scores (target FPR {rate:g}; "
+            "validation off)",
+        )
     grouped = validation.get("grouped")
     held = grouped["normal_scores"] if grouped else validation["strict"]["normal_scores"]
     bound = conformal_quantile(held, rate)
-    bound_how = (f"conformal {1 - rate:.3g} quantile of {len(held)} held-out normal scores "
-                 + (f"({grouped['groups']} groups of similar images held out in turn; " if grouped else "(")
-                 + f"target FPR {rate:g})")
+    bound_how = (
+        f"conformal {1 - rate:.3g} quantile of {len(held)} held-out normal scores "
+        + (f"({grouped['groups']} groups of similar images held out in turn; " if grouped else "(")
+        + f"target FPR {rate:g})"
+    )
     if policy == "fpr":
         return bound, bound_how
     normal, anomalies = validation["strict"]["normal_scores"], validation["strict"]["anomaly_scores"]

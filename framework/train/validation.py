@@ -3,13 +3,13 @@
 :func:`validate` cuts the training images into seeded random folds of ``HOLDOUT_FRACTION`` and holds
 each out in turn: a copy of the fitted scorer that has not learned from them
 (:meth:`framework.scorer.Scorer.holdout`) scores them and one synthetic anomaly made from each
-(:mod:`framework.train.synthetic`). Scorers that cannot forget images are refitted on the other images, for the
-first fold only (a refit costs a whole fit). Random folds hold out images whose near-duplicates stay in
-training; for the threshold's normal scores :func:`similar_groups` also holds out groups of similar
-images together, as new images from parts of the product no training image shows. :func:`summary` turns those scores into the
-``validation`` section of anomaly_metadata.json at the suggested threshold; :func:`labelled_summary`
-adds real figures when the data directory's test split is labelled. The final model is always the
-one trained on every normal image.
+(:mod:`framework.train.synthetic`). Scorers that cannot forget images are refitted on the other
+images, for the first fold only (a refit costs a whole fit). Random folds hold out images whose
+near-duplicates stay in training; for the threshold's normal scores :func:`similar_groups` also holds
+out groups of similar images together, as new images from parts of the product no training image
+shows. :func:`summary` turns those scores into the ``validation`` section of anomaly_metadata.json at
+the suggested threshold; :func:`labelled_summary` adds real figures when the data directory's test
+split is labelled. The final model is always the one trained on every normal image.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import numpy as np
 
 from framework.data import Split
 from framework.metrics import auroc, evaluate
-from framework.training_params import VALIDATION
 from framework.scorer import concat_batches
 from framework.train.synthetic import KINDS, SCALES, make_anomalies
 
@@ -74,9 +73,14 @@ def _descriptors(batches: Iterable[list]) -> np.ndarray:
     return np.concatenate(out)
 
 
-def validate(scorer: Any, images: np.ndarray, features_of: Callable[[np.ndarray], list],
-             training_batches: Callable[[np.ndarray, bool], Iterable[list]], refit: Callable[[np.ndarray], Any],
-             seed: int = SEED) -> dict[str, Any] | None:
+def validate(
+    scorer: Any,
+    images: np.ndarray,
+    features_of: Callable[[np.ndarray], list],
+    training_batches: Callable[[np.ndarray, bool], Iterable[list]],
+    refit: Callable[[np.ndarray], Any],
+    seed: int = SEED,
+) -> dict[str, Any] | None:
     """Scores of held-out normal images and of their synthetic anomalies, or None below ``MIN_IMAGES``.
 
     ``features_of(images)`` extracts feature maps of new images; ``training_batches(ids, copies)`` streams
@@ -121,15 +125,29 @@ def validate(scorer: Any, images: np.ndarray, features_of: Callable[[np.ndarray]
     if copy.startswith("the fitted scorer"):
         ids = np.arange(n)
         groups = similar_groups(_descriptors(training_batches(ids, False)), seed=seed)
-        grouped = {"normal_scores": np.concatenate(
-            [scorer.holdout(g).predict(concat_batches(training_batches(g, False)))[1] for g in groups]),
-            "groups": len(groups)} if groups else None
-    return {"normal_scores": np.concatenate(normal_scores), "anomaly_scores": np.concatenate(anomaly_scores),
-            "grids": np.concatenate(normal_grids + anomaly_grids), "masks": np.concatenate(masks), "kinds": kinds,
-            "n_kept": int(n_kept), "folds": len(normal_scores), "scorer": copy, "grouped": grouped,
-            "fold_sizes": [len(x) for x in normal_scores],
-            "strict": {"normal_scores": np.concatenate(strict_normal),
-                       "anomaly_scores": np.concatenate(strict_anomaly)}}
+        grouped = (
+            {
+                "normal_scores": np.concatenate(
+                    [scorer.holdout(g).predict(concat_batches(training_batches(g, False)))[1] for g in groups]
+                ),
+                "groups": len(groups),
+            }
+            if groups
+            else None
+        )
+    return {
+        "normal_scores": np.concatenate(normal_scores),
+        "anomaly_scores": np.concatenate(anomaly_scores),
+        "grids": np.concatenate(normal_grids + anomaly_grids),
+        "masks": np.concatenate(masks),
+        "kinds": kinds,
+        "n_kept": int(n_kept),
+        "folds": len(normal_scores),
+        "scorer": copy,
+        "grouped": grouped,
+        "fold_sizes": [len(x) for x in normal_scores],
+        "strict": {"normal_scores": np.concatenate(strict_normal), "anomaly_scores": np.concatenate(strict_anomaly)},
+    }
 
 
 def summary(result: dict[str, Any], threshold: float, policy: str, seconds: float) -> dict[str, Any]:
@@ -141,41 +159,64 @@ def summary(result: dict[str, Any], threshold: float, policy: str, seconds: floa
     if n_all > PIXEL_IMAGES:  # pixel AUROC from a seeded subset of the images: bounded memory at any set size
         pixel[:] = False
         pixel[np.random.default_rng(SEED).choice(n_all, PIXEL_IMAGES, replace=False)] = True
-    split = Split(np.zeros((n_all, 1, 1, 3), np.float32),
-                  np.r_[np.zeros(len(normal), bool), np.ones(len(anomalies), bool)],
-                  [], masks=np.concatenate([np.zeros((len(normal), h, w), bool), result["masks"]]), has_mask=pixel)
+    split = Split(
+        np.zeros((n_all, 1, 1, 3), np.float32),
+        np.r_[np.zeros(len(normal), bool), np.ones(len(anomalies), bool)],
+        [],
+        masks=np.concatenate([np.zeros((len(normal), h, w), bool), result["masks"]]),
+        has_mask=pixel,
+    )
     figures = _figures(result["grids"], np.r_[normal, anomalies], split, threshold)
     strict = result["strict"]  # F1 and FPR at the threshold: on the scores the threshold policies see
-    at_threshold = _figures(result["grids"], np.r_[strict["normal_scores"], strict["anomaly_scores"]],
-                            dataclasses.replace(split, masks=None, has_mask=None), threshold)  # no pixel AUROC
+    at_threshold = _figures(
+        result["grids"],
+        np.r_[strict["normal_scores"], strict["anomaly_scores"]],
+        dataclasses.replace(split, masks=None, has_mask=None),
+        threshold,
+    )  # no pixel AUROC
     figures.update({k: at_threshold[k] for k in ("f1", "fpr", "counts")})
     folds = fold_aurocs(normal, anomalies, result.get("fold_sizes", [len(normal)]))
     if len(folds) > 1:
         figures["image_auroc_folds"] = [min(folds), max(folds)]
-    return {"source": "synthetic", **figures,
-            "method": {
-                "heldOutNormal": int(len(normal)), "syntheticAnomalies": int(len(anomalies)),
-                "trainedOn": result["n_kept"], "holdoutFraction": HOLDOUT_FRACTION, "folds": result["folds"],
-                "seed": SEED, "defectKinds": sorted(set(result["kinds"]), key=KINDS.index),
-                "defectScales": [list(s) for s in SCALES],
-                "inSampleThreshold": policy in ("fpr", "f1"), "pixelAurocImages": int(pixel.sum()),
-                "description": ("the training images in seeded random fifths, each held out in turn" if
-                                result["folds"] > 1 else "a seeded random fifth of the training images held out")
-                               + "; one synthetic anomaly (cut-paste, noise-blend, line, smear, each at two sizes "
-                               "and contrasts) made from each held-out image; scored by " + result["scorer"]
-                               + ("; the threshold policies, F1 and false positive rate use the same images scored "
-                                  "with nothing in place of the held-out images' memory (conservative)"
-                                  if result["folds"] > 1 else "")
-                               + "; the final model is trained on all images",
-                "seconds": round(seconds, 3)}}
+    return {
+        "source": "synthetic",
+        **figures,
+        "method": {
+            "heldOutNormal": int(len(normal)),
+            "syntheticAnomalies": int(len(anomalies)),
+            "trainedOn": result["n_kept"],
+            "holdoutFraction": HOLDOUT_FRACTION,
+            "folds": result["folds"],
+            "seed": SEED,
+            "defectKinds": sorted(set(result["kinds"]), key=KINDS.index),
+            "defectScales": [list(s) for s in SCALES],
+            "inSampleThreshold": policy in ("fpr", "f1"),
+            "pixelAurocImages": int(pixel.sum()),
+            "description": (
+                "the training images in seeded random fifths, each held out in turn"
+                if result["folds"] > 1
+                else "a seeded random fifth of the training images held out"
+            )
+            + "; one synthetic anomaly (cut-paste, noise-blend, line, smear, each at two sizes "
+            "and contrasts) made from each held-out image; scored by "
+            + result["scorer"]
+            + (
+                "; the threshold policies, F1 and false positive rate use the same images scored "
+                "with nothing in place of the held-out images' memory (conservative)"
+                if result["folds"] > 1
+                else ""
+            )
+            + "; the final model is trained on all images",
+            "seconds": round(seconds, 3),
+        },
+    }
 
 
 def fold_aurocs(normal: np.ndarray, anomalies: np.ndarray, sizes: list[int]) -> list[float]:
     """Image AUROC of each fold (its held-out normal images against their own synthetic anomalies)."""
     edges = np.cumsum([0, *sizes])
     labels = [np.r_[np.zeros(b - a, bool), np.ones(b - a, bool)] for a, b in zip(edges[:-1], edges[1:])]
-    return [float(auroc(y, np.r_[normal[a:b], anomalies[a:b]]))
-            for y, a, b in zip(labels, edges[:-1], edges[1:])]
+    return [float(auroc(y, np.r_[normal[a:b], anomalies[a:b]])) for y, a, b in zip(labels, edges[:-1], edges[1:])]
 
 
 def labelled_summary(grids: np.ndarray, scores: np.ndarray, split: Split, threshold: float) -> dict[str, Any] | None:
@@ -189,24 +230,38 @@ def _figures(grids: np.ndarray, scores: np.ndarray, split: Split, threshold: flo
     r = evaluate(grids, scores, split, threshold)
     c = r["counts"]
     negatives = c["fp"] + c["tn"]
-    return {"image_auroc": r["image_auroc"], "pixel_auroc": r["pixel_auroc"], "f1": r["f1"],
-            "fpr": c["fp"] / negatives if negatives else None, "threshold": r["threshold"], "counts": c,
-            "n_images": r["n_images"]}
+    return {
+        "image_auroc": r["image_auroc"],
+        "pixel_auroc": r["pixel_auroc"],
+        "f1": r["f1"],
+        "fpr": c["fp"] / negatives if negatives else None,
+        "threshold": r["threshold"],
+        "counts": c,
+        "n_images": r["n_images"],
+    }
 
 
 def estimate_lines(section: dict[str, Any]) -> Iterable[str]:
     """Human lines for the end of ``vadblocks train``."""
+
     def fmt(v: Any) -> str:
         return "n/a" if v is None else f"{v:.3f}"
 
     m = section.get("method", {})
     spread = section.get("image_auroc_folds")
-    folds = (f" ({spread[0]:.3f}-{spread[1]:.3f} across the {m.get('folds')} folds)"
-             if spread and spread[1] - spread[0] > FOLD_SPREAD else "")
-    yield (f"expected performance (synthetic anomalies on {m.get('heldOutNormal')} held-out images): "
-           f"image AUROC {fmt(section['image_auroc'])}{folds}, pixel AUROC {fmt(section['pixel_auroc'])}, "
-           f"F1 {fmt(section['f1'])}, false positive rate {fmt(section['fpr'])}")
+    folds = (
+        f" ({spread[0]:.3f}-{spread[1]:.3f} across the {m.get('folds')} folds)"
+        if spread and spread[1] - spread[0] > FOLD_SPREAD
+        else ""
+    )
+    yield (
+        f"expected performance (synthetic anomalies on {m.get('heldOutNormal')} held-out images): "
+        f"image AUROC {fmt(section['image_auroc'])}{folds}, pixel AUROC {fmt(section['pixel_auroc'])}, "
+        f"F1 {fmt(section['f1'])}, false positive rate {fmt(section['fpr'])}"
+    )
     lab = section.get("labelled")
     if lab:
-        yield (f"on the labelled test split ({lab['n_images']} images): image AUROC {fmt(lab['image_auroc'])}, "
-               f"pixel AUROC {fmt(lab['pixel_auroc'])}, F1 {fmt(lab['f1'])}, false positive rate {fmt(lab['fpr'])}")
+        yield (
+            f"on the labelled test split ({lab['n_images']} images): image AUROC {fmt(lab['image_auroc'])}, "
+            f"pixel AUROC {fmt(lab['pixel_auroc'])}, F1 {fmt(lab['f1'])}, false positive rate {fmt(lab['fpr'])}"
+        )

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Mapping
 
-from framework.train import augment
 from framework.config import all_params, framework_params
 from framework.errors import VadblocksError
 from framework.params import BACKBONE_PARAM, SCORER_PARAM, Param, Search
 from framework.plugins import Registry
+from framework.train import augment
 from framework.training_params import AUGMENT, TRAINING_PARAMS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -74,8 +74,9 @@ def _contains(dist: Any, value: Any) -> bool:
 class SearchSpace:
     """Which values a trial may take: searched parameters, fixed ones, and the image sizes."""
 
-    def __init__(self, registry: Registry, fixed: Mapping[str, Any], sizes: tuple[int, ...],
-                 square: bool = True) -> None:
+    def __init__(
+        self, registry: Registry, fixed: Mapping[str, Any], sizes: tuple[int, ...], square: bool = True
+    ) -> None:
         self.registry = registry
         self.fixed = dict(fixed)
         self.sizes = tuple(sizes)
@@ -96,8 +97,11 @@ class SearchSpace:
 
     def plugin_params(self, scorer: str, backbone: str) -> list[Param]:
         """The parameters a trial with ``scorer`` on ``backbone`` sets: training, then the two plugins'."""
-        return ([p for p, _ in TRAINING_PARAMS] + list(self.registry.scorer(scorer).cls.parameters)
-                + list(self.registry.backbone(backbone).cls.parameters))
+        return (
+            [p for p, _ in TRAINING_PARAMS]
+            + list(self.registry.scorer(scorer).cls.parameters)
+            + list(self.registry.backbone(backbone).cls.parameters)
+        )
 
     def _distribution(self, param: Param) -> "optuna.distributions.BaseDistribution | None":
         from optuna.distributions import CategoricalDistribution
@@ -146,8 +150,11 @@ class SearchSpace:
         before it models the objectives."""
         chosen = self._searched(scorer, SCORER_PARAM, self.scorers)
         backbone = self._searched(None, BACKBONE_PARAM, self.backbones)
-        return ([self.start(chosen, backbone)] + [self.start(s, backbone) for s in self.scorers if s != chosen]
-                + [self.start(chosen, b) for b in self.backbones if b != backbone])
+        return (
+            [self.start(chosen, backbone)]
+            + [self.start(s, backbone) for s in self.scorers if s != chosen]
+            + [self.start(chosen, b) for b in self.backbones if b != backbone]
+        )
 
     def _searched(self, name: str | None, param: str, choices: tuple[str, ...]) -> str:
         """``name`` if it is searched, else ``param``'s default if that is, else the first choice."""
@@ -168,8 +175,11 @@ class SearchSpace:
                     if hasattr(dist, "choices"):
                         what = ", ".join(str(c) for c in dist.choices)
                     else:
-                        what = f"{dist.low}..{dist.high}" + (" (log)" if dist.log else "") + (
-                            f" step {dist.step}" if getattr(dist, "step", None) not in (None, 1) else "")
+                        what = (
+                            f"{dist.low}..{dist.high}"
+                            + (" (log)" if dist.log else "")
+                            + (f" step {dist.step}" if getattr(dist, "step", None) not in (None, 1) else "")
+                        )
                     lines.append(f"{p.name}: {what}")
         lines.append(f"{IMAGE_SIZE}: {', '.join(map(str, self.sizes))}")
         return lines

@@ -30,13 +30,15 @@ class StartFirstSampler(optuna.samplers.BaseSampler):
         """A starting trial has no relative (joint) space: each of its values is taken one by one."""
         return {} if self._start(trial) is not None else self.inner.infer_relative_search_space(study, trial)
 
-    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
-                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
         """The inner sampler's joint values (none for a starting trial)."""
         return {} if self._start(trial) is not None else self.inner.sample_relative(study, trial, search_space)
 
-    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
-                           param_distribution: BaseDistribution) -> Any:
+    def sample_independent(
+        self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
         """The start value for a starting trial, else the inner sampler's."""
         start = self._start(trial)
         if start is not None and param_name in start:
@@ -47,8 +49,9 @@ class StartFirstSampler(optuna.samplers.BaseSampler):
         """Delegated."""
         self.inner.before_trial(study, trial)
 
-    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: optuna.trial.TrialState,
-                    values: list[float] | None) -> None:
+    def after_trial(
+        self, study: optuna.Study, trial: FrozenTrial, state: optuna.trial.TrialState, values: list[float] | None
+    ) -> None:
         """Delegated."""
         self.inner.after_trial(study, trial, state, values)
 

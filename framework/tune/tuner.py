@@ -61,23 +61,34 @@ class Budget:
     max_model_kb: float | None = None
     max_ram_kb: float | None = None
 
-    LIMITS = (("max_latency_ms", "latency_ms", "ms"), ("max_model_kb", "model_kb", "KB"),
-              ("max_ram_kb", "ram_kb", "KB"))
+    LIMITS = (
+        ("max_latency_ms", "latency_ms", "ms"),
+        ("max_model_kb", "model_kb", "KB"),
+        ("max_ram_kb", "ram_kb", "KB"),
+    )
 
     def excess(self, measured: dict[str, float]) -> dict[str, float]:
         """Per limit: how far ``measured`` is over it, relative to the limit (<= 0 = within)."""
-        return {key: measured[key] / limit - 1.0 for attr, key, _ in self.LIMITS
-                if (limit := getattr(self, attr)) is not None}
+        return {
+            key: measured[key] / limit - 1.0
+            for attr, key, _ in self.LIMITS
+            if (limit := getattr(self, attr)) is not None
+        }
 
     def broken(self, measured: dict[str, float]) -> list[str]:
         """Human descriptions of the limits ``measured`` breaks."""
-        return [f"{key.split('_')[0]} {measured[key]:.3g} {unit} > {limit:g} {unit}"
-                for attr, key, unit in self.LIMITS
-                if (limit := getattr(self, attr)) is not None and measured[key] > limit]
+        return [
+            f"{key.split('_')[0]} {measured[key]:.3g} {unit} > {limit:g} {unit}"
+            for attr, key, unit in self.LIMITS
+            if (limit := getattr(self, attr)) is not None and measured[key] > limit
+        ]
 
     def describe(self) -> str:
-        parts = [f"{key.split('_')[0]} <= {getattr(self, attr):g} {unit}" for attr, key, unit in self.LIMITS
-                 if getattr(self, attr) is not None]
+        parts = [
+            f"{key.split('_')[0]} <= {getattr(self, attr):g} {unit}"
+            for attr, key, unit in self.LIMITS
+            if getattr(self, attr) is not None
+        ]
         return ", ".join(parts) or "no limits"
 
 
@@ -95,14 +106,23 @@ class Target:
 
 TARGETS = {
     # Microcontroller class (e.g. Cortex-M7, ~1 MB flash, ~512 KB SRAM): int8 model, Edge Impulse's GMM default.
-    "low-power": Target("tflite-int8", Budget(max_latency_ms=1.0, max_model_kb=300, max_ram_kb=512), "gmm",
-                        "microcontroller class: int8 TFLite file, latency <= 1 ms on this machine's LiteRT, "
-                        "file <= 300 KB, activations <= 512 KB, every layer int8 (no FPU assumed); "
-                        "starts from GMM", fixed={"int8-precision": "full"}),
+    "low-power": Target(
+        "tflite-int8",
+        Budget(max_latency_ms=1.0, max_model_kb=300, max_ram_kb=512),
+        "gmm",
+        "microcontroller class: int8 TFLite file, latency <= 1 ms on this machine's LiteRT, "
+        "file <= 300 KB, activations <= 512 KB, every layer int8 (no FPU assumed); "
+        "starts from GMM",
+        fixed={"int8-precision": "full"},
+    ),
     # Linux class (Raspberry Pi 4 / Jetson): float TFLite, Edge Impulse's PatchCore default.
-    "high-power": Target("tflite", Budget(max_latency_ms=3.0, max_model_kb=8192, max_ram_kb=32768), "patchcore",
-                         "Linux class: float TFLite file, latency <= 3 ms on this machine's LiteRT, "
-                         "file <= 8 MB, activations <= 32 MB; starts from PatchCore"),
+    "high-power": Target(
+        "tflite",
+        Budget(max_latency_ms=3.0, max_model_kb=8192, max_ram_kb=32768),
+        "patchcore",
+        "Linux class: float TFLite file, latency <= 3 ms on this machine's LiteRT, "
+        "file <= 8 MB, activations <= 32 MB; starts from PatchCore",
+    ),
 }
 
 
@@ -130,13 +150,15 @@ def resolve_target(opts: TuneOptions) -> tuple[str, Budget, Target | None]:
     if opts.runtime is not None and opts.runtime not in RUNTIMES:
         raise VadblocksError(f"--runtime: {opts.runtime!r} is not valid; expected one of {', '.join(RUNTIMES)}")
     if opts.accuracy not in ACCURACY_SOURCES:
-        raise VadblocksError(f"--accuracy: {opts.accuracy!r} is not valid; expected one of "
-                             f"{', '.join(ACCURACY_SOURCES)}")
+        raise VadblocksError(
+            f"--accuracy: {opts.accuracy!r} is not valid; expected one of {', '.join(ACCURACY_SOURCES)}"
+        )
     preset = None
     if opts.target not in (None, "none"):
         if opts.target not in TARGETS:
-            raise VadblocksError(f"--target: {opts.target!r} is not valid; expected one of "
-                                 f"{', '.join(TARGETS)} or none")
+            raise VadblocksError(
+                f"--target: {opts.target!r} is not valid; expected one of {', '.join(TARGETS)} or none"
+            )
         preset = TARGETS[opts.target]
     base = preset.budget if preset else Budget()
     budget = Budget(**{k: v if v is not None else getattr(base, k) for k, v in asdict(opts.budget).items()})
@@ -178,9 +200,11 @@ def open_storage(url: str) -> "optuna.storages.BaseStorage":
             error = exc
             break
     first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    raise VadblocksError(f"--storage {redact(url)}: cannot open the study database ({first[:300]}). Give a "
-                         "SQLAlchemy URL such as sqlite:///tune.db or postgresql+psycopg://user:pass@host/db, "
-                         "and check that the server is running and reachable")
+    raise VadblocksError(
+        f"--storage {redact(url)}: cannot open the study database ({first[:300]}). Give a "
+        "SQLAlchemy URL such as sqlite:///tune.db or postgresql+psycopg://user:pass@host/db, "
+        "and check that the server is running and reachable"
+    )
 
 
 def _connect_timeout(url: str) -> dict[str, Any]:
@@ -218,11 +242,17 @@ class DataSource:
 class Tuner:
     """One worker of a study: runs trials until the study holds ``n_trials`` (or the timeout passes)."""
 
-    def __init__(self, data: "DataSource", out_directory: str | Path, opts: TuneOptions, registry: "Registry",
-                 log: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        data: "DataSource",
+        out_directory: str | Path,
+        opts: TuneOptions,
+        registry: "Registry",
+        log: Callable[[str], None] = print,
+    ) -> None:
         from framework.config import all_params, resolve
-        from framework.train.feature_cache import FeatureCache
         from framework.params import known_values
+        from framework.train.feature_cache import FeatureCache
         from framework.tune.search_space import SearchSpace, image_sizes
 
         if importlib.util.find_spec("optuna") is None:
@@ -231,8 +261,10 @@ class Tuner:
         self.out = Path(out_directory)
         self.runtime, self.budget, preset = resolve_target(opts)
         self.start_scorer = preset.start_scorer if preset else None
-        fixed = {**(preset.fixed if preset else {}),
-                 **known_values(opts.fixed, [p.name for p, _ in all_params(registry)])}
+        fixed = {
+            **(preset.fixed if preset else {}),
+            **known_values(opts.fixed, [p.name for p, _ in all_params(registry)]),
+        }
         if str(fixed.get("validation", "1")).lower() in ("0", "false", "no", "off"):
             raise VadblocksError("tune measures every trial through validation: drop --validation 0")
         resolve(registry, fixed)  # one clear message for a bad fixed value before anything runs
@@ -243,10 +275,13 @@ class Tuner:
         test = first.test
         labelled = bool(len(test)) and bool(test.anomalous.any()) and bool((~test.anomalous).any())
         if opts.accuracy == "labelled" and not labelled:
-            raise VadblocksError(f"--accuracy labelled needs a test split with both 'anomaly' and 'no anomaly' "
-                                 f"images; {data.path} has none: use --accuracy synthetic")
-        self.accuracy_source = "labelled" if opts.accuracy == "labelled" or (
-            opts.accuracy == "auto" and labelled) else "synthetic"
+            raise VadblocksError(
+                f"--accuracy labelled needs a test split with both 'anomaly' and 'no anomaly' "
+                f"images; {data.path} has none: use --accuracy synthetic"
+            )
+        self.accuracy_source = (
+            "labelled" if opts.accuracy == "labelled" or (opts.accuracy == "auto" and labelled) else "synthetic"
+        )
         self.cache = FeatureCache()
         self.storage_url = opts.storage or f"sqlite:///{(self.out / STORAGE_FILE).absolute()}"
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -254,8 +289,13 @@ class Tuner:
     # -- the study ---------------------------------------------------------------------
     def settings(self) -> dict[str, Any]:
         """What every worker of one study must agree on (kept in the study; a mismatch is refused)."""
-        return {"runtime": self.runtime, "budget": asdict(self.budget), "accuracy": self.accuracy_source,
-                "fixed": {k: v for k, v in sorted(self.space.fixed.items())}, "sizes": list(self.space.sizes)}
+        return {
+            "runtime": self.runtime,
+            "budget": asdict(self.budget),
+            "accuracy": self.accuracy_source,
+            "fixed": {k: v for k, v in sorted(self.space.fixed.items())},
+            "sizes": list(self.space.sizes),
+        }
 
     def open_study(self) -> "optuna.Study":
         import optuna
@@ -266,14 +306,23 @@ class Tuner:
             self.out.mkdir(parents=True, exist_ok=True)
         storage = open_storage(self.storage_url)
         try:
-            study = optuna.create_study(storage=storage, study_name=self.opts.study, load_if_exists=True,
-                                        directions=["maximize", "minimize"], sampler=self._sampler(0))
+            study = optuna.create_study(
+                storage=storage,
+                study_name=self.opts.study,
+                load_if_exists=True,
+                directions=["maximize", "minimize"],
+                sampler=self._sampler(0),
+            )
         except ValueError as exc:
-            raise VadblocksError(f"study {self.opts.study!r} in {redact(self.storage_url)} cannot be used: {exc}; "
-                                 "pick another --study name") from None
+            raise VadblocksError(
+                f"study {self.opts.study!r} in {redact(self.storage_url)} cannot be used: {exc}; "
+                "pick another --study name"
+            ) from None
         except Exception as exc:  # noqa: BLE001 - the database went away between connect and use
-            raise VadblocksError(f"--storage {redact(self.storage_url)}: {type(exc).__name__}: "
-                                 f"{str(exc).splitlines()[0][:300] if str(exc) else ''}") from None
+            raise VadblocksError(
+                f"--storage {redact(self.storage_url)}: {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:300] if str(exc) else ''}"
+            ) from None
         mine = json.loads(json.dumps(self.settings()))
         theirs = study.user_attrs.get("settings")
         if theirs is None:
@@ -281,9 +330,11 @@ class Tuner:
             study.set_user_attr("dataDirectory", str(self.data.path))
         elif theirs != mine:
             diff = sorted(k for k in mine if mine[k] != theirs.get(k))
-            raise VadblocksError(f"study {self.opts.study!r} was started with other settings ({', '.join(diff)}: "
-                                 f"{ {k: theirs.get(k) for k in diff} }); give this worker the same options or "
-                                 "pick another --study name")
+            raise VadblocksError(
+                f"study {self.opts.study!r} was started with other settings ({', '.join(diff)}: "
+                f"{ {k: theirs.get(k) for k in diff} }); give this worker the same options or "
+                "pick another --study name"
+            )
         study.sampler = self._sampler(len(study.trials))
         return study
 
@@ -303,9 +354,11 @@ class Tuner:
 
         study = self.open_study()
         so_far = len([t for t in study.trials if t.state.name != "WAITING"])
-        self.log(f"Study {self.opts.study!r} in {redact(self.storage_url)}: {so_far} trial(s) so far, "
-                 f"{self.opts.n_trials} wanted; runtime {self.runtime}; budget: {self.budget.describe()}; "
-                 f"accuracy from {self.accuracy_source} validation")
+        self.log(
+            f"Study {self.opts.study!r} in {redact(self.storage_url)}: {so_far} trial(s) so far, "
+            f"{self.opts.n_trials} wanted; runtime {self.runtime}; budget: {self.budget.describe()}; "
+            f"accuracy from {self.accuracy_source} validation"
+        )
         for line in self.space.describe():
             self.log(f"  search {line}")
         t0 = time.perf_counter()
@@ -314,10 +367,18 @@ class Tuner:
         trials = leaderboard(study.get_trials(deepcopy=False), self.budget)
         self.out.mkdir(parents=True, exist_ok=True)
         rate = ran / minutes if minutes > 0 else 0.0
-        summary = {"study": self.opts.study, "storage": redact(self.storage_url), "runtime": self.runtime,
-                   "budget": asdict(self.budget), "accuracy_source": self.accuracy_source,
-                   "trials_this_worker": ran, "minutes_this_worker": round(minutes, 2),
-                   "trials_per_minute": round(rate, 2), "feature_cache": self.cache.stats(), "trials": trials}
+        summary = {
+            "study": self.opts.study,
+            "storage": redact(self.storage_url),
+            "runtime": self.runtime,
+            "budget": asdict(self.budget),
+            "accuracy_source": self.accuracy_source,
+            "trials_this_worker": ran,
+            "minutes_this_worker": round(minutes, 2),
+            "trials_per_minute": round(rate, 2),
+            "feature_cache": self.cache.stats(),
+            "trials": trials,
+        }
         pareto = pareto_front([t for t in trials if t["fits"]])
         board = {**summary, "pareto": [t["number"] for t in pareto]}
         atomic_write_text(self.out / LEADERBOARD_FILE, json.dumps(board, indent=2, default=str) + "\n")
@@ -325,11 +386,27 @@ class Tuner:
         best = pick_best(trials, self.budget)
         model_dir = self.out / MODEL_DIR
         self.train_best(best, model_dir, study)
-        return {"best": {k: best[k] for k in ("number", "parameters", "image_size", "image_auroc", "latency_ms",
-                                              "model_kb", "ram_kb", "parameter_line")},
-                "trials": trials, "model_directory": str(model_dir), "leaderboard": str(self.out / LEADERBOARD_FILE),
-                "pareto_png": str(self.out / PARETO_FILE), "trials_per_minute": summary["trials_per_minute"],
-                "trials_this_worker": ran}
+        return {
+            "best": {
+                k: best[k]
+                for k in (
+                    "number",
+                    "parameters",
+                    "image_size",
+                    "image_auroc",
+                    "latency_ms",
+                    "model_kb",
+                    "ram_kb",
+                    "parameter_line",
+                )
+            },
+            "trials": trials,
+            "model_directory": str(model_dir),
+            "leaderboard": str(self.out / LEADERBOARD_FILE),
+            "pareto_png": str(self.out / PARETO_FILE),
+            "trials_per_minute": summary["trials_per_minute"],
+            "trials_this_worker": ran,
+        }
 
     def _optimize(self, study: "optuna.Study", optuna: Any) -> int:
         from tqdm.auto import tqdm
@@ -348,14 +425,21 @@ class Tuner:
             bar.update(1)
             best = pick_best(leaderboard(study.get_trials(deepcopy=False), self.budget), self.budget, strict=False)
             if best is not None:
-                bar.set_postfix_str(f"best #{best['number']}: AUROC {best['image_auroc']:.3f}, "
-                                    f"{best['latency_ms']:.2f} ms")
+                bar.set_postfix_str(
+                    f"best #{best['number']}: AUROC {best['image_auroc']:.3f}, {best['latency_ms']:.2f} ms"
+                )
             if count() >= self.opts.n_trials:
                 study.stop()
 
         try:
-            study.optimize(self.objective, n_trials=left, timeout=self.opts.timeout, callbacks=[after],
-                           catch=(Exception,), gc_after_trial=True)
+            study.optimize(
+                self.objective,
+                n_trials=left,
+                timeout=self.opts.timeout,
+                callbacks=[after],
+                catch=(Exception,),
+                gc_after_trial=True,
+            )
         finally:
             bar.close()
         return ran[0]
@@ -379,8 +463,11 @@ class Tuner:
             trial.set_user_attr("image_size", size)
             trial.set_user_attr("parameters", parameters)
             trial.set_user_attr("parameter_line", " ".join(to_args(self.registry, config)))
-            same = [t for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-                    if t.user_attrs.get("parameters") == parameters and t.user_attrs.get("image_size") == size]
+            same = [
+                t
+                for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+                if t.user_attrs.get("parameters") == parameters and t.user_attrs.get("image_size") == size
+            ]
             if same:
                 result = {k: v for k, v in same[0].user_attrs.items() if k not in ("worker", "seconds")}
                 result["repeat_of"] = same[0].number
@@ -411,32 +498,40 @@ class Tuner:
         model = train(ds, config, registry=self.registry, progress=False, feature_cache=self.cache)
         val = model.metadata["validation"]
         if val.get("source") is None:
-            raise VadblocksError(f"validation did not run ({val.get('reason')}); tune needs at least "
-                                 "10 training images")
+            raise VadblocksError(
+                f"validation did not run ({val.get('reason')}); tune needs at least 10 training images"
+            )
         figures = val["labelled"] if self.accuracy_source == "labelled" else val
         if figures["image_auroc"] is None:
             raise VadblocksError("validation gave no image AUROC")
         floor_kb = constants_kb(model.scorer)
         if self.budget.max_model_kb is not None and floor_kb > self.budget.max_model_kb:
-            raise optuna.TrialPruned(f"the scorer's constants alone take {floor_kb:.0f} KB > "
-                                     f"{self.budget.max_model_kb:g} KB (not exported)")
+            raise optuna.TrialPruned(
+                f"the scorer's constants alone take {floor_kb:.0f} KB > {self.budget.max_model_kb:g} KB (not exported)"
+            )
         with tempfile.TemporaryDirectory(prefix="vadblocks-trial-") as tmp:
             picks = np.linspace(0, len(ds.train) - 1, min(TUNE_CALIBRATION, len(ds.train))).astype(int)
             save_with_exports(model, Path(tmp) / "m", (self.runtime,), calibration=ds.train.images[picks])
             measured = footprint.measure(Path(tmp) / "m", self.runtime, ds.train.images[0])
-        return {"image_auroc": float(figures["image_auroc"]), "pixel_auroc": figures.get("pixel_auroc"),
-                "f1": figures.get("f1"), "synthetic_image_auroc": val["image_auroc"],
-                "test_image_auroc": (val.get("labelled") or {}).get("image_auroc"),
-                "accuracy_source": self.accuracy_source, "threshold": model.threshold,
-                **{k: round(float(v), 4) for k, v in measured.items()},
-                "fit_seconds": model.metadata["timings"]["fitSeconds"], "seconds": round(time.perf_counter() - t0, 2)}
+        return {
+            "image_auroc": float(figures["image_auroc"]),
+            "pixel_auroc": figures.get("pixel_auroc"),
+            "f1": figures.get("f1"),
+            "synthetic_image_auroc": val["image_auroc"],
+            "test_image_auroc": (val.get("labelled") or {}).get("image_auroc"),
+            "accuracy_source": self.accuracy_source,
+            "threshold": model.threshold,
+            **{k: round(float(v), 4) for k, v in measured.items()},
+            "fit_seconds": model.metadata["timings"]["fitSeconds"],
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
 
     # -- the best model ----------------------------------------------------------------
     def train_best(self, best: dict[str, Any], model_dir: Path, study: "optuna.Study") -> None:
         """Train the chosen configuration on all images again, with the standard outputs, into ``model_dir``."""
         from framework.config import resolve
-        from framework.train.export import save_with_exports
         from framework.outputs import output_lock
+        from framework.train.export import save_with_exports
         from framework.train.pipeline import train
 
         config = resolve(self.registry, best["parameters"])
@@ -445,13 +540,19 @@ class Tuner:
         with output_lock(model_dir):
             model = train(ds, config, registry=self.registry, progress=False, feature_cache=self.cache)
             model.metadata["tuning"] = {
-                "study": self.opts.study, "storage": redact(self.storage_url), "trial": best["number"],
-                "trialsInStudy": len(study.trials), "runtime": self.runtime, "budget": asdict(self.budget),
-                "target": self.opts.target, "accuracySource": self.accuracy_source,
+                "study": self.opts.study,
+                "storage": redact(self.storage_url),
+                "trial": best["number"],
+                "trialsInStudy": len(study.trials),
+                "runtime": self.runtime,
+                "budget": asdict(self.budget),
+                "target": self.opts.target,
+                "accuracySource": self.accuracy_source,
                 "imageSize": best["image_size"],
                 "measured": {k: best[k] for k in ("image_auroc", "latency_ms", "model_kb", "ram_kb")},
                 "chosenBy": "highest validation image AUROC among completed trials within the budget "
-                            "(ties: lower latency)"}
+                "(ties: lower latency)",
+            }
             save_with_exports(model, model_dir, self.opts.export, calibration=ds.train.images)
 
 
@@ -466,19 +567,47 @@ def leaderboard(trials: list["optuna.trial.FrozenTrial"], budget: Budget) -> lis
     rows = []
     for t in trials:
         a = t.user_attrs
-        row = {"number": t.number, "state": t.state.name, "worker": a.get("worker"), "reason": a.get("reason"),
-               "image_size": a.get("image_size"), "fits": False, "broken": []}
-        for k in ("parameters", "parameter_line", "image_auroc", "pixel_auroc", "f1", "synthetic_image_auroc",
-                  "test_image_auroc", "accuracy_source", "latency_ms", "model_kb", "ram_kb", "seconds", "threshold",
-                  "repeat_of"):
+        row = {
+            "number": t.number,
+            "state": t.state.name,
+            "worker": a.get("worker"),
+            "reason": a.get("reason"),
+            "image_size": a.get("image_size"),
+            "fits": False,
+            "broken": [],
+        }
+        for k in (
+            "parameters",
+            "parameter_line",
+            "image_auroc",
+            "pixel_auroc",
+            "f1",
+            "synthetic_image_auroc",
+            "test_image_auroc",
+            "accuracy_source",
+            "latency_ms",
+            "model_kb",
+            "ram_kb",
+            "seconds",
+            "threshold",
+            "repeat_of",
+        ):
             row[k] = a.get(k)
         if t.state.name == "COMPLETE":
             row["broken"] = budget.broken(row)
             row["fits"] = not row["broken"]
         rows.append(row)
     rank = {"COMPLETE": 0}
-    return sorted(rows, key=lambda r: (rank.get(r["state"], 1), not r["fits"], -(r["image_auroc"] or 0),
-                                       r["latency_ms"] or 0, r["number"]))
+    return sorted(
+        rows,
+        key=lambda r: (
+            rank.get(r["state"], 1),
+            not r["fits"],
+            -(r["image_auroc"] or 0),
+            r["latency_ms"] or 0,
+            r["number"],
+        ),
+    )
 
 
 def pick_best(trials: list[dict[str, Any]], budget: Budget, strict: bool = True) -> dict[str, Any] | None:
@@ -497,23 +626,33 @@ def pick_best(trials: list[dict[str, Any]], budget: Budget, strict: bool = True)
         why = f": trial {failed[0]['number']} ({failed[0]['state'].lower()}): {failed[0]['reason']}" if failed else ""
         raise VadblocksError(f"no trial completed ({len(trials)} in the study){why}")
     closest = min(done, key=lambda t: max(budget.excess(t).values()))
-    raise VadblocksError(f"no configuration met the budget ({budget.describe()}) in {len(done)} completed trial(s); "
-                         f"the closest, trial {closest['number']}, has {'; '.join(budget.broken(closest))}. "
-                         "Raise the limits, pick another --runtime, or fix a smaller configuration "
-                         "(e.g. --scoring-function gmm)")
+    raise VadblocksError(
+        f"no configuration met the budget ({budget.describe()}) in {len(done)} completed trial(s); "
+        f"the closest, trial {closest['number']}, has {'; '.join(budget.broken(closest))}. "
+        "Raise the limits, pick another --runtime, or fix a smaller configuration "
+        "(e.g. --scoring-function gmm)"
+    )
 
 
 def pareto_front(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Trials no other trial beats on both accuracy (higher) and latency (lower), by latency."""
     trials = [t for t in trials if t.get("repeat_of") is None]  # a repeated configuration is one point
-    front = [t for t in trials if not any(
-        o["image_auroc"] >= t["image_auroc"] and o["latency_ms"] <= t["latency_ms"]
-        and (o["image_auroc"], o["latency_ms"]) != (t["image_auroc"], t["latency_ms"]) for o in trials)]
+    front = [
+        t
+        for t in trials
+        if not any(
+            o["image_auroc"] >= t["image_auroc"]
+            and o["latency_ms"] <= t["latency_ms"]
+            and (o["image_auroc"], o["latency_ms"]) != (t["image_auroc"], t["latency_ms"])
+            for o in trials
+        )
+    ]
     return sorted(front, key=lambda t: t["latency_ms"])
 
 
-def write_pareto_png(path: Path, trials: list[dict[str, Any]], front: list[dict[str, Any]], budget: Budget,
-                     runtime: str) -> Path:
+def write_pareto_png(
+    path: Path, trials: list[dict[str, Any]], front: list[dict[str, Any]], budget: Budget, runtime: str
+) -> Path:
     """Accuracy against latency of every completed trial, the budget and the Pareto front (PNG)."""
     import matplotlib
 
@@ -527,11 +666,22 @@ def write_pareto_png(path: Path, trials: list[dict[str, Any]], front: list[dict[
         if pts:
             ax.scatter([t["latency_ms"] for t in pts], [t["image_auroc"] for t in pts], s=22, c=colour, label=label)
     if front:
-        ax.step([t["latency_ms"] for t in front], [t["image_auroc"] for t in front], where="post", color="#d1495b",
-                lw=1.5, label="Pareto front")
+        ax.step(
+            [t["latency_ms"] for t in front],
+            [t["image_auroc"] for t in front],
+            where="post",
+            color="#d1495b",
+            lw=1.5,
+            label="Pareto front",
+        )
         for t in front:
-            ax.annotate(f"#{t['number']}", (t["latency_ms"], t["image_auroc"]), fontsize=7,
-                        xytext=(3, 3), textcoords="offset points")
+            ax.annotate(
+                f"#{t['number']}",
+                (t["latency_ms"], t["image_auroc"]),
+                fontsize=7,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
     if budget.max_latency_ms is not None:
         ax.axvline(budget.max_latency_ms, ls="--", color="#555", lw=1, label=f"{budget.max_latency_ms:g} ms budget")
     ax.set_xlabel(f"latency, ms ({runtime}, 1 thread, batch 1)")
@@ -548,8 +698,10 @@ def write_pareto_png(path: Path, trials: list[dict[str, Any]], front: list[dict[
 
 def table(trials: list[dict[str, Any]], limit: int = 15) -> list[str]:
     """The leaderboard as aligned text lines (best first)."""
-    head = (f"{'#':>4} {'scorer':<10} {'backbone':<17} {'size':>4} {'AUROC':>6} {'ms':>6} {'KB':>7} {'RAM KB':>7}  "
-            "fits  settings")
+    head = (
+        f"{'#':>4} {'scorer':<10} {'backbone':<17} {'size':>4} {'AUROC':>6} {'ms':>6} {'KB':>7} {'RAM KB':>7}  "
+        "fits  settings"
+    )
     lines = [head]
     repeats = [t for t in trials if t.get("repeat_of") is not None]
     trials = [t for t in trials if t.get("repeat_of") is None]
@@ -558,11 +710,16 @@ def table(trials: list[dict[str, Any]], limit: int = 15) -> list[str]:
             lines.append(f"{t['number']:>4} {t['state'].lower()}: {t['reason'] or ''}"[:150])
             continue
         p = t["parameters"]
-        rest = " ".join(f"{k}={v}" for k, v in p.items() if k not in (SCORER_PARAM, "backbone", "threshold-policy",
-                                                                        "target-fpr", "validation"))
-        lines.append(f"{t['number']:>4} {p[SCORER_PARAM]:<10} {p['backbone']:<17} {t['image_size']:>4} "
-                     f"{t['image_auroc']:>6.3f} {t['latency_ms']:>6.2f} {t['model_kb']:>7.0f} {t['ram_kb']:>7.0f}  "
-                     f"{'yes' if t['fits'] else 'no ':<4}  {rest}")
+        rest = " ".join(
+            f"{k}={v}"
+            for k, v in p.items()
+            if k not in (SCORER_PARAM, "backbone", "threshold-policy", "target-fpr", "validation")
+        )
+        lines.append(
+            f"{t['number']:>4} {p[SCORER_PARAM]:<10} {p['backbone']:<17} {t['image_size']:>4} "
+            f"{t['image_auroc']:>6.3f} {t['latency_ms']:>6.2f} {t['model_kb']:>7.0f} {t['ram_kb']:>7.0f}  "
+            f"{'yes' if t['fits'] else 'no ':<4}  {rest}"
+        )
     if len(trials) > limit:
         lines.append(f"... {len(trials) - limit} more in the leaderboard JSON")
     if repeats:

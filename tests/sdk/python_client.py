@@ -37,13 +37,12 @@ try:
         if a.mode == "shm":
             f, _ = runner.get_features_from_image(img)
         else:
-            f, _ = get_features_from_image_with_studio_mode(img, params["image_resize_mode"],
-                                                            params["image_input_width"],
-                                                            params["image_input_height"], False)
+            f, _ = get_features_from_image_with_studio_mode(
+                img, params["image_resize_mode"], params["image_input_width"], params["image_input_height"], False
+            )
         feats.append(f)
         out["before"].append(runner.classify(f))
-    out["set_threshold"] = runner.set_threshold({"id": params["thresholds"][0]["id"],
-                                                 "min_anomaly_score": a.threshold})
+    out["set_threshold"] = runner.set_threshold({"id": params["thresholds"][0]["id"], "min_anomaly_score": a.threshold})
     out["after"] = [runner.classify(f) for f in feats]
     if a.repeat:
         times = []

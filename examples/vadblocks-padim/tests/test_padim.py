@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from vadblocks_padim import PaDiM, stack_levels
 
+from framework.config import resolve
 from framework.data import load_dataset
 from framework.demo_data import make_texture_dataset
 from framework.metrics import evaluate
-from framework.config import resolve
-from framework.train.pipeline import train
 from framework.plugins import get_registry
-from vadblocks_padim import PaDiM, stack_levels
+from framework.train.pipeline import train
 
 
 def feats(n=12, seed=0):
@@ -47,8 +47,9 @@ def test_discovered_through_the_entry_point():
 
 def test_finds_defects_on_real_textures(tmp_path):
     paths = make_texture_dataset(tmp_path, "brick", n_train=60, n_test_good=12, n_test_defect=12)
-    model = train(load_dataset(paths["edge-impulse"]), resolve(get_registry(), {"scoring-function": "padim"}),
-                  progress=False)
+    model = train(
+        load_dataset(paths["edge-impulse"]), resolve(get_registry(), {"scoring-function": "padim"}), progress=False
+    )
     ds = load_dataset(paths["folder"])
     assert evaluate(*model.predict(ds.test.images), ds.test, model.threshold)["image_auroc"] >= 0.9
 

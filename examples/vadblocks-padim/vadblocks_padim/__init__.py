@@ -21,8 +21,10 @@ __version__ = "0.1.0"
 def stack_levels(features: Features, levels: int) -> torch.Tensor:
     """Upsample deeper maps to the stride-8 grid and concatenate channels: (N, C, H, W)."""
     size = features[0].shape[-2:]
-    maps = [f if f.shape[-2:] == size else F.interpolate(f, size=size, mode="bilinear", align_corners=False)
-            for f in features[:levels]]
+    maps = [
+        f if f.shape[-2:] == size else F.interpolate(f, size=size, mode="bilinear", align_corners=False)
+        for f in features[:levels]
+    ]
     return torch.cat(maps, dim=1)
 
 
@@ -49,10 +51,24 @@ class PaDiM(Scorer):
     name: ClassVar[str] = "padim"
     description: ClassVar[str] = "PaDiM: Gaussian per grid cell with shrunk covariance, Mahalanobis distance"
     parameters: ClassVar[tuple[Param, ...]] = (
-        Param("padim-layers", "int", 2, "Backbone feature levels to concatenate (1 = stride 8 only)",
-              label="PaDiM layers", min=1, max=3),
-        Param("padim-dim", "int", 64, "Feature channels kept (seeded random selection)", label="PaDiM dimensions",
-              min=4, max=256),
+        Param(
+            "padim-layers",
+            "int",
+            2,
+            "Backbone feature levels to concatenate (1 = stride 8 only)",
+            label="PaDiM layers",
+            min=1,
+            max=3,
+        ),
+        Param(
+            "padim-dim",
+            "int",
+            64,
+            "Feature channels kept (seeded random selection)",
+            label="PaDiM dimensions",
+            min=4,
+            max=256,
+        ),
     )
     seed: ClassVar[int] = 0
 
