@@ -354,3 +354,26 @@ def test_a_full_disk_while_writing_the_model(small_disk, existing, small_data):
     assert "Traceback" not in proc.stderr
     assert leftovers(small_disk) == []
     assert (not out.exists()) if not existing else list(out.iterdir()) == []
+
+
+def test_signals_inside_a_native_conversion_are_deferred_to_its_end(monkeypatch):
+    """A signal that arrives while a converter runs is raised when the conversion ends, not inside it
+    (a raise inside litert-torch's callbacks crashed the process under load)."""
+    from framework import interrupts
+    from framework.errors import Interrupted
+
+    monkeypatch.setattr(interrupts, "_pending", [])
+    old = signal.getsignal(signal.SIGTERM)
+    interrupts.install()
+    try:
+        reached_end = False
+        with pytest.raises(Interrupted):
+            with interrupts.deferred():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.05)  # the handler has run by now: it only remembered the signal
+                reached_end = True
+        assert reached_end and interrupts.pending() == signal.SIGTERM
+    finally:
+        for sig in (signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, old)

@@ -264,7 +264,7 @@ def test_tune_writes_outputs_and_resumes(small_data, tmp_path):
     # the first trial is the default configuration, the second GMM at its defaults (the backbone is fixed)
     first_trial, second = (next(t for t in first["trials"] if t["number"] == n)["parameters"] for n in (0, 1))
     assert first_trial["scoring-function"] == "patchcore"
-    assert first_trial["num-layers"] == 1 and first_trial["augment"] == "flips"
+    assert first_trial["num-layers"] == 2 and first_trial["augment"] == "flips"  # the defaults
     assert second["scoring-function"] == "gmm" and second["capacity"] == "medium" and second["augment"] == "flips"
     assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     board = json.loads((out / "leaderboard.json").read_text())

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from framework import interrupts
 from framework.errors import VadblocksError
 from framework.portable.engines import EXPORT_FILES as FILES
 from framework.portable.engines import INPUT_NAME, OUTPUT_NAMES, SCALINGS, to_input_scaling
@@ -83,7 +84,7 @@ def _require(module: str, fmt: str) -> Any:
 def export_onnx(graph: ExportGraph, sample: torch.Tensor, path: Path) -> None:
     """Write ``graph`` as ONNX with a fixed (1, H, W, C) input."""
     _require("onnx", "onnx")
-    with torch.no_grad(), quiet():
+    with torch.no_grad(), interrupts.deferred(), quiet():
         torch.onnx.export(
             graph,
             (sample,),
@@ -97,7 +98,7 @@ def export_onnx(graph: ExportGraph, sample: torch.Tensor, path: Path) -> None:
 
 def export_tflite(graph: ExportGraph, sample: torch.Tensor, path: Path) -> None:
     """Write ``graph`` as a float32 TFLite model with litert-torch."""
-    with quiet():
+    with interrupts.deferred(), quiet():
         litert_torch = _require("litert_torch", "tflite")
         litert_torch.convert(graph, (sample,)).export(str(path))
 
@@ -172,7 +173,7 @@ def export_tflite_int8(
             f"choose paths such as {', '.join([n for n in names if n.count('.') == 2][:3])}"
         )
     sample = torch.from_numpy(calibration[:1])
-    with quiet():
+    with interrupts.deferred(), quiet():
         litert_torch = _require("litert_torch", "tflite-int8")
         from litert_torch.quantize.quant_config import QuantConfig
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
