@@ -14,6 +14,7 @@ import click
 
 from framework import __version__
 from framework.errors import Interrupted, VadblocksError
+from framework.portable.formats import EXPORT_FILES, RUNTIMES
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 DEFAULT_FOLDER_IMAGE_SIZE = 96
@@ -271,8 +272,6 @@ def train(
 
 
 def _export_formats(text: str) -> tuple[str, ...]:
-    from framework.portable.engines import EXPORT_FILES
-
     formats = tuple(f.strip() for f in text.split(",") if f.strip() and f.strip() != "none")
     unknown = [f for f in formats if f not in EXPORT_FILES]
     if unknown:
@@ -284,7 +283,7 @@ RUNTIME_OPTION = click.option(
     "--runtime",
     default="auto",
     show_default=True,
-    type=click.Choice(["auto", "torch", "onnx", "tflite", "tflite-int8"]),
+    type=click.Choice(RUNTIMES),
     help="Run the model with torch or through one of its exported files, in this "
     "process; auto = model.tflite (LiteRT), else model.onnx (ONNX Runtime), "
     "else torch: the exported graph is 2-3x faster at one thread.",
@@ -518,7 +517,7 @@ def predict(
     "--runtime",
     default="tflite",
     show_default=True,
-    type=click.Choice(["tflite", "tflite-int8", "onnx"]),
+    type=click.Choice(tuple(EXPORT_FILES)),
     help="Model file packed: model.tflite (LiteRT), model_quantized_int8_io.tflite or model.onnx (ONNX Runtime).",
 )
 @click.option(
@@ -544,7 +543,7 @@ def eim(model_directory: Path, out: Path, runtime: str, interpreter: str) -> Non
 @click.option("--model-directory", required=True, type=click.Path(path_type=Path))
 @click.option("--port", type=click.IntRange(0, 65535), default=1337, show_default=True, help="0 picks a free port.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0 for all).")
-@click.option("--runtime", default="tflite", show_default=True, type=click.Choice(["tflite", "tflite-int8", "onnx"]))
+@click.option("--runtime", default="tflite", show_default=True, type=click.Choice(tuple(EXPORT_FILES)))
 def serve(model_directory: Path, port: int, host: str, runtime: str) -> None:
     """Serve a model with edge-impulse-linux-runner's HTTP API (/api/info, /api/image, /api/features)."""
     from framework.portable.impulse import ImpulseModel
@@ -627,7 +626,7 @@ def build(
 )
 @click.option(
     "--runtime",
-    type=click.Choice(["tflite", "tflite-int8", "onnx"]),
+    type=click.Choice(tuple(EXPORT_FILES)),
     default=None,
     help="Exported file whose latency, size and memory are measured (default: the target's, else tflite).",
 )

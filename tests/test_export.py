@@ -290,3 +290,27 @@ def test_int8_precision_is_a_declared_parameter(small_data, tmp_path):
     assert meta["parameters"]["int8-precision"] == "full"
     int8 = meta["exports"]["tflite-int8"]
     assert int8["precision"] == "full" and int8["floatModules"] == []
+
+
+def test_every_runtime_choice_reads_the_one_registry():
+    """The runtimes are declared once (framework/portable/formats.py): the CLI's --runtime choices, tune's,
+    the .eim's and `--runtime auto`'s order all come from it."""
+    import click
+
+    from framework.cli import cli
+    from framework.portable import formats
+    from framework.serve import eim, runtimes
+    from framework.tune import tuner
+
+    def choices(command: str) -> tuple[str, ...]:
+        option = next(p for p in cli.commands[command].params if p.name == "runtime")
+        assert isinstance(option.type, click.Choice)
+        return tuple(option.type.choices)
+
+    for command in ("predict", "test"):
+        assert choices(command) == formats.RUNTIMES == ("auto", "torch", *formats.FILE_RUNTIMES)
+    for command in ("serve", "eim", "tune"):
+        assert choices(command) == tuple(formats.FILE_RUNTIMES)
+    assert tuner.RUNTIMES == eim.EIM_RUNTIMES == tuple(formats.EXPORT_FILES)
+    assert runtimes.RUNTIMES is formats.RUNTIMES and set(formats.AUTO_ORDER) <= set(formats.FILE_RUNTIMES)
+    assert formats.EXPORT_FILES == {name: file for name, (file, _) in formats.FILE_RUNTIMES.items()}

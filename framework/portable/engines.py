@@ -12,6 +12,7 @@ from typing import Protocol
 import numpy as np
 
 from .errors import ServingError
+from .formats import EXPORT_FILES
 from .silence import quiet
 
 SCALINGS = {  # imageInputScaling -> (low, high) of the stored values
@@ -20,7 +21,6 @@ SCALINGS = {  # imageInputScaling -> (low, high) of the stored values
     "-1..1": (-1.0, 1.0),
     "-128..127": (-128.0, 127.0),
 }
-EXPORT_FILES = {"onnx": "model.onnx", "tflite": "model.tflite", "tflite-int8": "model_quantized_int8_io.tflite"}
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("grid", "score")
 

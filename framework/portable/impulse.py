@@ -27,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from .engines import EXPORT_FILES, SCALINGS, Engine, load_engine
+from .engines import SCALINGS, Engine, load_engine
 from .errors import ServingError
+from .formats import EXPORT_FILES
 from .modelfiles import METADATA_FILE, check_model_dir, engine_shapes, read_metadata, verify_bytes
 
 LABELS = ["anomaly", "no anomaly"]

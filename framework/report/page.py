@@ -20,7 +20,7 @@ from PIL import Image
 from framework.data import Split
 from framework.metrics import evaluate
 from framework.outputs import atomic_write_text
-from framework.portable.engines import EXPORT_FILES
+from framework.portable.formats import EXPORT_FILES
 
 PAGE = Path(__file__).with_name("report_page.html")
 DATA_MARK = "/*__REPORT_DATA__*/"

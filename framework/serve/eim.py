@@ -16,12 +16,12 @@ from pathlib import Path
 
 from framework.errors import VadblocksError
 from framework.portable import impulse
-from framework.portable.engines import EXPORT_FILES, load_engine
+from framework.portable.engines import load_engine
+from framework.portable.formats import EXPORT_FILES, RUNTIME_PACKAGES
 from framework.portable.modelfiles import METADATA_FILE, check_model_dir, engine_shapes
 
-EIM_RUNTIMES = tuple(EXPORT_FILES)  # tflite (default), tflite-int8, onnx
-RUNTIME_PACKAGES = {"tflite": "ai_edge_litert", "tflite-int8": "ai_edge_litert", "onnx": "onnxruntime"}
-PORTABLE_MODULES = ("__init__", "errors", "silence", "engines", "modelfiles", "impulse")
+EIM_RUNTIMES = tuple(EXPORT_FILES)  # every exported file; tflite is the default
+PORTABLE_MODULES = ("__init__", "errors", "silence", "formats", "engines", "modelfiles", "impulse")
 MAIN = """import os
 import sys
 

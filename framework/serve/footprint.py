@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from framework.errors import VadblocksError
-from framework.portable.engines import EXPORT_FILES
+from framework.portable.formats import EXPORT_FILES
 
 LATENCY_RUNS = 20
 

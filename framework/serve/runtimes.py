@@ -13,10 +13,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from framework.errors import VadblocksError
-from framework.portable.engines import EXPORT_FILES, load_engine, to_input_scaling
+from framework.portable.engines import load_engine, to_input_scaling
+from framework.portable.formats import AUTO_ORDER, EXPORT_FILES, RUNTIME_PACKAGES, RUNTIMES
 from framework.portable.modelfiles import check_model_dir, engine_shapes
-
-RUNTIMES = ("auto", "torch", "onnx", "tflite", "tflite-int8")
 
 
 class Runtime(Protocol):
@@ -56,9 +55,6 @@ class LiteRTRuntime(FileRuntime):
     """model.tflite / model_quantized_int8_io.tflite through the LiteRT interpreter."""
 
 
-AUTO_ORDER = (("tflite", "ai_edge_litert"), ("onnx", "onnxruntime"))  # fastest first (docs/benchmarks.md)
-
-
 def resolve_runtime(model_dir: str | Path, runtime: str = "auto") -> str:
     """``auto`` -> the first float export of ``model_dir`` whose runtime is installed, else ``torch``.
 
@@ -67,8 +63,8 @@ def resolve_runtime(model_dir: str | Path, runtime: str = "auto") -> str:
     """
     if runtime != "auto":
         return runtime
-    for fmt, module in AUTO_ORDER:
-        if (Path(model_dir) / EXPORT_FILES[fmt]).is_file() and importlib.util.find_spec(module) is not None:
+    for fmt in AUTO_ORDER:  # fastest first (docs/benchmarks.md)
+        if (Path(model_dir) / EXPORT_FILES[fmt]).is_file() and importlib.util.find_spec(RUNTIME_PACKAGES[fmt]):
             return fmt
     return "torch"
 

@@ -23,8 +23,8 @@ from torch import nn
 
 from framework import interrupts
 from framework.errors import VadblocksError
-from framework.portable.engines import EXPORT_FILES as FILES
 from framework.portable.engines import INPUT_NAME, OUTPUT_NAMES, SCALINGS, to_input_scaling
+from framework.portable.formats import EXPORT_FILES as FILES
 from framework.portable.silence import quiet
 from framework.train import int8
 from framework.train.pipeline import AnomalyModel

@@ -31,6 +31,7 @@ import numpy as np
 from framework.errors import VadblocksError
 from framework.outputs import atomic_write_text
 from framework.params import SCORER_PARAM
+from framework.portable.formats import EXPORT_FILES
 
 if TYPE_CHECKING:  # pragma: no cover
     import optuna
@@ -38,7 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from framework.data import Dataset
     from framework.plugins import Registry
 
-RUNTIMES = ("tflite", "tflite-int8", "onnx")
+RUNTIMES = tuple(EXPORT_FILES)  # a trial is measured on one exported file
 ACCURACY_SOURCES = ("auto", "synthetic", "labelled")
 DEFAULT_STUDY = "vadblocks"
 STORAGE_FILE = "tune.db"

@@ -1,0 +1,20 @@
+"""The runtimes and the exported files they run: declared once, importing nothing.
+
+Every ``--runtime`` choice (predict, test, report, serve, eim, tune), ``--export``, the .eim and the
+metadata read this registry; adding a file format means adding it here and an engine in ``engines.py``.
+"""
+
+from __future__ import annotations
+
+# The one registry of runtimes: every --runtime choice, tune, eim, export and the metadata read it.
+# runtime name -> (the exported file it runs, the package that runs it)
+FILE_RUNTIMES: dict[str, tuple[str, str]] = {
+    "onnx": ("model.onnx", "onnxruntime"),
+    "tflite": ("model.tflite", "ai_edge_litert"),
+    "tflite-int8": ("model_quantized_int8_io.tflite", "ai_edge_litert"),
+}
+EXPORT_FILES = {name: file for name, (file, _) in FILE_RUNTIMES.items()}
+RUNTIME_PACKAGES = {name: package for name, (_, package) in FILE_RUNTIMES.items()}
+AUTO_ORDER = ("tflite", "onnx")  # `--runtime auto`: the first float file whose runtime is installed, fastest first
+IN_PROCESS = "torch"  # the model directory's own state, run by torch (no exported file)
+RUNTIMES = ("auto", IN_PROCESS, *FILE_RUNTIMES)  # every --runtime choice of predict, test, report and serve
