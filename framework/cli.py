@@ -290,58 +290,6 @@ RUNTIME_OPTION = click.option(
 )
 
 
-def _test_predictions(
-    model_directory: Path,
-    data_directory: Path,
-    info_file: Path | None,
-    input_shape: str | None,
-    input_scaling: str | None,
-    runtime: str,
-) -> tuple[dict[str, Any], Any, Any, Any, Any]:
-    """Metadata, test split, runtime, grids and scores of a model on a data directory's test split."""
-    from framework.data import load_dataset
-    from framework.portable.modelfiles import check_model_dir
-    from framework.serve.runtimes import open_runtime, resolve_runtime
-
-    meta = check_model_dir(model_directory)
-    ds = load_dataset(
-        data_directory,
-        input_shape=input_shape,
-        scaling=input_scaling,
-        info_file=info_file,
-        image_size=meta["inputShape"][0],
-    )
-    if len(ds.test) == 0:
-        raise VadblocksError(f"{data_directory} has no test images to test on")
-    runtime = resolve_runtime(model_directory, runtime)
-    engine = open_runtime(model_directory, runtime, meta=meta)
-    grids, scores = engine.predict(ds.test.images)
-    return meta, ds.test, (runtime, engine), grids, scores
-
-
-def _write_report(
-    out: Path,
-    model_directory: Path,
-    meta: dict[str, Any],
-    split: Any,
-    runtime: Any,
-    grids: Any,
-    scores: Any,
-    threshold: float | None,
-) -> Path:
-    from framework.report.page import report_data, write_report
-    from framework.serve.footprint import measure_latency
-
-    name, engine = runtime
-    latency = measure_latency(engine, split.images[0])
-    return write_report(
-        out,
-        report_data(
-            meta, split, grids, scores, model_dir=model_directory, runtime=name, latency_ms=latency, threshold=threshold
-        ),
-    )
-
-
 @cli.command(name="test")
 @click.option("--model-directory", required=True, type=click.Path(path_type=Path))
 @data_options
@@ -375,20 +323,28 @@ def test_cmd(
     runtime: str,
 ) -> None:
     """Test a model on the test split: F1 at the threshold, image AUROC, pixel AUROC (with masks)."""
-    from framework.metrics import evaluate
+    from framework.serve.testing import test_model
 
-    meta, split, rt, grids, scores = _test_predictions(
-        model_directory, data_directory, info_file, input_shape, input_scaling, runtime
+    run = test_model(
+        model_directory,
+        data_directory,
+        runtime=runtime,
+        info_file=info_file,
+        input_shape=input_shape,
+        input_scaling=input_scaling,
     )
-    thr = meta["nominalThresholdScore"] if threshold is None else threshold
-    result = evaluate(grids, scores, split, thr)
+    result = run.evaluate(threshold)
     extra = []
     if report is not None:
-        extra.append(f"report: {_write_report(report, model_directory, meta, split, rt, grids, scores, threshold)}")
+        from framework.report.page import write_test_report
+
+        extra.append(f"report: {write_test_report(report, run, threshold)}")
     if plots is not None:
         from framework.report.plots import write_plots
 
-        paths = write_plots(plots, split, scores, thr, meta.get("trainScores"), result["image_auroc"])
+        paths = write_plots(
+            plots, run.split, run.scores, result["threshold"], run.meta.get("trainScores"), result["image_auroc"]
+        )
         extra.append("plots: " + ", ".join(str(p) for p in paths))
     if as_json:
         _echo_json(result)
@@ -440,12 +396,21 @@ def report(
     runtime: str,
 ) -> None:
     """Write the interactive model-testing page: samples, grids, threshold, ROC, distributions, metadata."""
-    meta, split, rt, grids, scores = _test_predictions(
-        model_directory, data_directory, info_file, input_shape, input_scaling, runtime
+    from framework.report.page import write_test_report
+    from framework.serve.testing import test_model
+
+    run = test_model(
+        model_directory,
+        data_directory,
+        runtime=runtime,
+        info_file=info_file,
+        input_shape=input_shape,
+        input_scaling=input_scaling,
     )
-    path = _write_report(out, model_directory, meta, split, rt, grids, scores, threshold)
+    path = write_test_report(out, run, threshold)
     click.echo(
-        f"Report written to {path} ({path.stat().st_size / 1e6:.2f} MB, {len(split)} test images); open it in a browser"
+        f"Report written to {path} ({path.stat().st_size / 1e6:.2f} MB, {len(run.split)} test images); "
+        "open it in a browser"
     )
 
 
@@ -561,20 +526,6 @@ def serve(model_directory: Path, port: int, host: str, runtime: str) -> None:
         server.server_close()
 
 
-def _read_build_args(pairs: tuple[str, ...], files: tuple[Path, ...]) -> dict[str, str]:
-    args: dict[str, str] = {}
-    lines = [ln for f in files for ln in Path(f).read_text().splitlines()] + list(pairs)
-    for line in lines:
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, eq, value = line.partition("=")
-        if not eq or not key:
-            raise VadblocksError(f"build argument {line!r} is not KEY=VALUE")
-        args[key.strip()] = value.strip()
-    return args
-
-
 @cli.command()
 @click.argument("block_dir", default=".", type=click.Path(path_type=Path))
 @click.option("--tag", default=None, help="Image tag (default: derived from the block's name).")
@@ -598,7 +549,7 @@ def build(
     """Build a learning block's Docker image (default: the flagship block in this folder)."""
     from framework.container import runner
 
-    args = _read_build_args(build_arg, build_args_file)
+    args = runner.read_build_args(build_arg, build_args_file)
     tag = runner.build(block_dir, tag, args, log=(lambda line: None) if quiet else click.echo)
     click.echo(f"Built {tag}")
 

@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from framework.cli import _read_build_args
 from framework.config import resolve
 from framework.container import runner
 from framework.data import load_dataset
@@ -52,7 +51,7 @@ def image():
         pytest.skip(f"no Docker daemon answers: {exc}")
     files = (Path(os.environ["VADBLOCKS_BUILD_ARGS_FILE"]),) if os.environ.get("VADBLOCKS_BUILD_ARGS_FILE") else ()
     logs: list[str] = []
-    runner.build(ROOT, TAG, _read_build_args((), files), log=logs.append)
+    runner.build(ROOT, TAG, runner.read_build_args((), files), log=logs.append)
     assert any("Successfully tagged" in line for line in logs)
     return client
 

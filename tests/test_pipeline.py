@@ -277,3 +277,27 @@ def test_demo_dataset_accuracy_on_each_texture(tmp_path_factory, registry, score
         result = evaluate(grids, scores, ds.test, model.threshold)
         assert result["image_auroc"] >= min_auroc, (texture, result)
         assert result["pixel_auroc"] >= 0.9, (texture, result)
+
+
+def test_model_testing_is_a_library_call(small_data, model_dir, tmp_path):
+    """What `vadblocks test` prints comes from framework.serve.testing.test_model, callable from Python."""
+    from framework.report.page import write_test_report
+    from framework.serve.testing import test_model
+
+    cli = json.loads(
+        invoke(
+            "test",
+            "--model-directory",
+            model_dir,
+            "--data-directory",
+            small_data["folder"],
+            "--json",
+            "--runtime",
+            "torch",
+        ).output
+    )
+    run = test_model(model_dir, small_data["folder"], runtime="torch")
+    assert run.runtime == "torch" and len(run.split) == 16 and run.grids.shape == (16, 12, 12)
+    assert run.evaluate() == cli and run.evaluate(0.0)["recall"] == 1.0
+    page = write_test_report(tmp_path / "r.html", run)
+    assert page.stat().st_size > 10_000 and run.latency_ms() > 0

@@ -41,6 +41,21 @@ def docker_client() -> Any:
     return client
 
 
+def read_build_args(pairs: tuple[str, ...] = (), files: tuple[str | Path, ...] = ()) -> dict[str, str]:
+    """``docker build`` arguments from KEY=VALUE ``files`` (comments and blank lines skipped), then ``pairs``."""
+    args: dict[str, str] = {}
+    lines = [ln for f in files for ln in Path(f).read_text().splitlines()] + list(pairs)
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, eq, value = line.partition("=")
+        if not eq or not key:
+            raise VadblocksError(f"build argument {line!r} is not KEY=VALUE")
+        args[key.strip()] = value.strip()
+    return args
+
+
 def read_block(block_dir: str | Path) -> dict[str, Any]:
     """The block folder's parameters.json, after checking the folder has a Dockerfile too."""
     root = Path(block_dir)

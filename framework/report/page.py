@@ -141,6 +141,22 @@ def render(data: dict[str, Any]) -> str:
     return page.replace(DATA_MARK, payload)
 
 
+def write_test_report(path: str | Path, run: Any, threshold: float | None = None) -> Path:
+    """The page of a :class:`framework.serve.testing.TestRun` (its predictions, metadata and runtime latency),
+    opened at ``threshold`` (default: the suggested one)."""
+    data = report_data(
+        run.meta,
+        run.split,
+        run.grids,
+        run.scores,
+        model_dir=run.model_dir,
+        runtime=run.runtime,
+        latency_ms=run.latency_ms(),
+        threshold=threshold,
+    )
+    return write_report(path, data)
+
+
 def write_report(path: str | Path, data: dict[str, Any]) -> Path:
     """Write the page to ``path`` (atomically: a temporary file renamed into place)."""
     return atomic_write_text(path, render(data))
