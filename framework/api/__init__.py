@@ -1,0 +1,170 @@
+"""vadblocks' Python API: ``import vadblocks``.
+
+The distribution installs this folder (``framework/api/``) under the import name ``vadblocks`` (pyproject's
+package-dir); ``framework`` and ``blocks`` are the implementation and the built-in plugins. Everything the
+command line does is reachable from here without it::
+
+    import vadblocks
+
+    model = vadblocks.train("data/brick-ei", augment="flips")      # a folder, an Edge Impulse dir, or arrays
+    result = model.predict(images)                                 # numpy (N, H, W, 3) / (H, W, 3), or PIL
+    model.save("out/brick", export=("onnx", "tflite"))
+    metrics = vadblocks.test("out/brick", "data/brick")            # F1, FPR, recall, AUROCs
+    vadblocks.report("out/brick", "data/brick", "report.html")
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from framework import __version__
+from framework.errors import VadblocksError
+
+__all__ = ["Model", "Prediction", "VadblocksError", "__version__", "load", "report", "test", "train", "tune"]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One image's per-cell anomaly grid (G, G), its image score and whether it exceeds the threshold."""
+
+    grid: np.ndarray
+    score: float
+    anomalous: bool
+
+
+class Model:
+    """A trained model: :meth:`predict` on images, :meth:`save` with exported files."""
+
+    def __init__(self, anomaly_model: Any, calibration: np.ndarray | None = None) -> None:
+        self._model = anomaly_model  # framework.train.pipeline.AnomalyModel
+        self._calibration = calibration
+
+    @property
+    def threshold(self) -> float:
+        """The suggested threshold (``nominalThresholdScore``)."""
+        return float(self._model.threshold)
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """What anomaly_metadata.json holds (parameters, threshold policy, validation estimates, timings)."""
+        return self._model.metadata
+
+    @property
+    def input_size(self) -> int:
+        return int(self._model.input_shape[0])
+
+    def predict(self, images: Any, threshold: float | None = None) -> list[Prediction]:
+        """Grids and scores of ``images``: a numpy array (N, H, W, 3) or (H, W, 3) (uint8 0..255 or float
+        0..1), a PIL image, or a sequence of PIL images; resized to the model's input size."""
+        x = _as_batch(images, self.input_size)
+        grids, scores = self._model.predict(x)
+        t = self.threshold if threshold is None else float(threshold)
+        return [Prediction(g, float(s), bool(s > t)) for g, s in zip(grids, scores)]
+
+    def save(self, out_dir: str | Path, export: Sequence[str] = ()) -> Path:
+        """Write the model directory (and the exported files named in ``export``: onnx, tflite, tflite-int8)."""
+        from framework.train.export import save_with_exports
+
+        if "tflite-int8" in export and self._calibration is None:
+            raise VadblocksError("the int8 file needs the training images for calibration: train in this process")
+        return save_with_exports(self._model, out_dir, tuple(export), calibration=self._calibration)
+
+
+def train(data: Any, **params: Any) -> Model:
+    """Train on ``data``: a folder layout or Edge Impulse data directory (path), or normal images as a numpy
+    array (N, H, W, 3) (uint8 or 0..1 float). ``params`` are the CLI's parameters with ``_`` for ``-``
+    (``num_layers=2``, ``scoring_function="gmm"``); unknown names or values raise :class:`VadblocksError`."""
+    from framework.config import resolve
+    from framework.data import Dataset, Split, load_dataset
+    from framework.plugins import get_registry
+    from framework.train.pipeline import train as train_model
+
+    if isinstance(data, (str, Path)):
+        ds = load_dataset(data)
+    else:
+        images = _as_batch(data, None)
+        empty = Split(np.zeros((0, *images.shape[1:]), np.float32), np.zeros(0, bool), [])
+        ds = Dataset(Split(images, np.zeros(len(images), bool), []), empty, "numpy array", "folder")
+    registry = get_registry()
+    config = resolve(registry, {k.replace("_", "-"): v for k, v in params.items()})
+    return Model(train_model(ds, config, registry=registry, progress=False), calibration=ds.train.images)
+
+
+def load(model_dir: str | Path) -> Model:
+    """A model directory written by ``vadblocks train`` or :meth:`Model.save`."""
+    from framework.train.pipeline import AnomalyModel
+
+    return Model(AnomalyModel.load(model_dir))
+
+
+def test(
+    model_dir: str | Path, data_dir: str | Path, *, runtime: str = "auto", threshold: float | None = None
+) -> dict[str, Any]:
+    """What ``vadblocks test --json`` prints: F1, FPR and recall at the threshold, best F1, AUROCs, counts."""
+    from framework.serve.testing import test_model
+
+    return test_model(model_dir, data_dir, runtime=runtime).evaluate(threshold)
+
+
+test.__test__ = False  # type: ignore[attr-defined]  # not a pytest test function
+
+
+def report(
+    model_dir: str | Path,
+    data_dir: str | Path,
+    out: str | Path,
+    *,
+    runtime: str = "auto",
+    threshold: float | None = None,
+) -> Path:
+    """Write the model-testing page (one self-contained HTML file) and return its path."""
+    from framework.report.page import write_test_report
+    from framework.serve.testing import test_model
+
+    return write_test_report(out, test_model(model_dir, data_dir, runtime=runtime), threshold)
+
+
+def tune(data_dir: str | Path, out_dir: str | Path, **options: Any) -> dict[str, Any]:
+    """``vadblocks tune``: search configurations for ``data_dir``; ``options`` are
+    :class:`framework.tune.tuner.TuneOptions` fields (``n_trials``, ``target``, ``runtime``, ...). Returns the
+    study's summary (the best trial, every trial, the chosen model's directory)."""
+    from framework.plugins import get_registry
+    from framework.tune.tuner import DataSource, TuneOptions, Tuner
+
+    opts = TuneOptions(**{"progress": False, **options})
+    return Tuner(DataSource(data_dir), Path(out_dir), opts, get_registry(), log=lambda s: None).run()
+
+
+def _as_batch(images: Any, size: int | None) -> np.ndarray:
+    """Images as (N, size, size, 3) float32 0..1 (size None: as given)."""
+    from PIL import Image
+
+    from framework.data import resize_images
+
+    if isinstance(images, Image.Image):
+        images = [images]
+    if isinstance(images, Iterable) and not isinstance(images, np.ndarray):
+        items = list(images)
+        if items and all(isinstance(i, Image.Image) for i in items):
+            target = (size, size) if size else items[0].size
+            images = np.stack([np.asarray(i.convert("RGB").resize(target, Image.Resampling.BILINEAR)) for i in items])
+        else:
+            images = np.asarray(items)
+    x = np.asarray(images)
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4 or x.shape[-1] != 3 or not len(x):
+        raise VadblocksError(f"images must be (N, H, W, 3) or (H, W, 3) RGB, got shape {x.shape}")
+    if x.dtype == np.uint8:
+        x = x.astype(np.float32) / 255.0
+    elif np.issubdtype(x.dtype, np.floating):
+        if not np.isfinite(x).all() or x.min() < 0 or x.max() > 1:
+            raise VadblocksError("float images must be finite and in 0..1 (or pass uint8 0..255)")
+        x = x.astype(np.float32)
+    else:
+        raise VadblocksError(f"images must be uint8 or float, got {x.dtype}")
+    return resize_images(np.ascontiguousarray(x), size) if size else np.ascontiguousarray(x)
