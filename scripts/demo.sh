@@ -7,7 +7,7 @@ set -euo pipefail
 DEMO=${1:-demo}
 DATA="$DEMO/data"
 [ -f "$DATA/gravel-ei/X_split_train.npy" ] || python -m framework.demo_data --out "$DATA"
-printf '\n%-8s %-8s %-12s %-12s %-10s\n' texture F1 "image AUROC" "pixel AUROC" threshold
+printf '\n%-8s %-8s %-8s %-8s %-12s %-12s %-10s\n' texture F1 FPR recall "image AUROC" "pixel AUROC" threshold
 results=()
 for t in brick grass gravel; do
   vadblocks train --data-directory "$DATA/$t-ei" --out-directory "$DEMO/models/$t" --quiet >/dev/null
@@ -19,7 +19,8 @@ for t in brick grass gravel; do
 import json, sys
 t, r = sys.argv[1], json.loads(sys.argv[2])
 f = lambda v: "n/a" if v is None else f"{v:.3f}"
-print(f"{t:<8} {f(r['f1']):<8} {f(r['image_auroc']):<12} {f(r['pixel_auroc']):<12} {r['threshold']:<10.3f}")
+print(f"{t:<8} {f(r['f1']):<8} {f(r['fpr']):<8} {f(r['recall']):<8} {f(r['image_auroc']):<12} "
+      f"{f(r['pixel_auroc']):<12} {r['threshold']:<10.3f}")
 PY
 )")
   echo "${results[-1]}"
