@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from framework.cli import _read_build_args
 from framework.container import runner
 from framework.container.package import DOCKERFILE_HEAD
+from framework.container.runner import read_build_args
 from framework.container.scaffold import init_scorer
 from framework.errors import VadblocksError
 from tests.conftest import invoke
@@ -70,7 +70,7 @@ def docker_client():
 
 def build_args() -> dict[str, str]:
     f = os.environ.get("VADBLOCKS_BUILD_ARGS_FILE")
-    return _read_build_args((), (Path(f),) if f else ())
+    return read_build_args((), (Path(f),) if f else ())
 
 
 def exercise(py: Path, scorer: str, dist: str, small_data, tmp: Path, extra_params: list[str], docker_client):
