@@ -101,14 +101,14 @@ def validate(
         return None
     normal_grids, normal_scores, anomaly_grids, anomaly_scores, masks, kinds = [], [], [], [], [], []
     strict_normal, strict_anomaly = [], []
-    copy, n_kept = "the fitted scorer made to forget the held-out images (Scorer.holdout)", 0
+    copy, n_kept, refitted = "the fitted scorer made to forget the held-out images (Scorer.holdout)", 0, False
     for fold, (kept, held) in enumerate(fold_splits(n, seed)):
         val_scorer = scorer.holdout(held, training_batches(kept, True))
         strict = scorer.holdout(held) if val_scorer is not None else None
         if val_scorer is None:
             if fold:  # a refit costs a whole fit: scorers that cannot forget images are validated on one fold
                 break
-            val_scorer, copy = refit(kept), "a scorer refitted on the other training images"
+            val_scorer, copy, refitted = refit(kept), "a scorer refitted on the other training images", True
         n_kept = len(kept)
         normal = concat_batches(training_batches(held, False))
         defective, m, k = make_anomalies(images[held], images[kept], seed + fold)
@@ -122,19 +122,10 @@ def validate(
         masks.append(m)
         kinds += list(k)
     grouped = None
-    if copy.startswith("the fitted scorer"):
-        ids = np.arange(n)
-        groups = similar_groups(_descriptors(training_batches(ids, False)), seed=seed)
-        grouped = (
-            {
-                "normal_scores": np.concatenate(
-                    [scorer.holdout(g).predict(concat_batches(training_batches(g, False)))[1] for g in groups]
-                ),
-                "groups": len(groups),
-            }
-            if groups
-            else None
-        )
+    groups = [] if refitted else similar_groups(_descriptors(training_batches(np.arange(n), False)), seed=seed)
+    if groups:
+        held_out = [scorer.holdout(g).predict(concat_batches(training_batches(g, False)))[1] for g in groups]
+        grouped = {"normal_scores": np.concatenate(held_out), "groups": len(groups)}
     return {
         "normal_scores": np.concatenate(normal_scores),
         "anomaly_scores": np.concatenate(anomaly_scores),
