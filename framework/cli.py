@@ -15,6 +15,7 @@ import click
 from framework import __version__
 from framework.errors import Interrupted, VadblocksError
 from framework.portable.formats import EXPORT_FILES, RUNTIMES
+from framework.serve.limits import MAX_PIXELS
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 DEFAULT_FOLDER_IMAGE_SIZE = 96
@@ -509,21 +510,57 @@ def eim(model_directory: Path, out: Path, runtime: str, interpreter: str) -> Non
 @click.option("--port", type=click.IntRange(0, 65535), default=1337, show_default=True, help="0 picks a free port.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0 for all).")
 @click.option("--runtime", default="tflite", show_default=True, type=click.Choice(tuple(EXPORT_FILES)))
-def serve(model_directory: Path, port: int, host: str, runtime: str) -> None:
-    """Serve a model with edge-impulse-linux-runner's HTTP API (/api/info, /api/image, /api/features)."""
-    from framework.portable.impulse import ImpulseModel
-    from framework.serve.http import make_server
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(1),
+    default=MAX_PIXELS,
+    show_default=True,
+    help="Uploads with more pixels are refused (413) from their header, before decoding.",
+)
+@click.option(
+    "--workers", type=click.IntRange(1), default=None, help="Requests decoded and classified at once [default: CPUs]."
+)
+@click.option(
+    "--queue",
+    type=click.IntRange(0),
+    default=None,
+    help="Requests waiting for a worker; beyond: 503 [default: workers].",
+)
+@click.option("--max-connections", type=click.IntRange(1), default=1024, show_default=True, help="Open connections.")
+def serve(
+    model_directory: Path,
+    port: int,
+    host: str,
+    runtime: str,
+    max_pixels: int,
+    workers: int | None,
+    queue: int | None,
+    max_connections: int,
+) -> None:
+    """Serve a model with edge-impulse-linux-runner's HTTP API (/api/info, /api/image, /api/features).
 
-    server = make_server(ImpulseModel.from_directory(str(model_directory), runtime), host, port)
+    Bounded for hostile clients: pixels per upload, workers and queue (then 503), open connections,
+    header and body deadlines; the memory bound these give is printed at start (docs/contract.md)."""
+    from framework.portable.impulse import ImpulseModel
+    from framework.serve.http import Limits, make_server
+
+    limits = Limits(
+        max_pixels=max_pixels,
+        max_connections=max_connections,
+        **({"workers": workers} if workers else {}),
+        **({"queue": queue} if queue is not None else {}),
+    )
+    server = make_server(ImpulseModel.from_directory(str(model_directory), runtime), host, port, limits)
     bound_host, bound_port = server.server_address[:2]
     click.echo(f"Serving {model_directory} ({runtime}) on http://{bound_host}:{bound_port} (Ctrl-C to stop)")
+    mib = 1 << 20
+    click.echo(
+        f"Limits: {limits.workers} workers, {limits.queue} queued, {limits.max_connections} connections, "
+        f"{limits.max_pixels:,} pixels and {limits.max_body_bytes:,} bytes per upload; "
+        f"memory bound {server.memory_bound / mib:.0f} MiB (loaded model {server.base_bytes / mib:.0f} MiB)"
+    )
     sys.stdout.flush()
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    server.serve_forever()
 
 
 @cli.command()
