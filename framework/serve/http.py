@@ -17,6 +17,7 @@ checked against the route's limit and reserved from a fixed budget; images are c
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import json
 import os
@@ -176,6 +177,10 @@ class HttpServer:
         self.budget = self.limits.body_budget_bytes
         self._tasks: set[asyncio.Task] = set()
         self._stopped = asyncio.Event()
+        self.routes: dict[str, Callable[[bytes, str], dict[str, Any]]] = {
+            "/api/features": lambda body, ctype: classify_features(model, body, ctype),
+            "/api/image": lambda body, ctype: classify_image(model, body, ctype, self.limits.max_pixels),
+        }
         _raise_fd_limit(self.limits.max_connections + 64)
         try:
             self.server = self.loop.run_until_complete(
@@ -255,7 +260,8 @@ class HttpServer:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), limits.header_timeout_s)
         except asyncio.LimitOverrunError:
-            await self._answer(writer, 431, b"Request line and headers are over 64 KiB\n", close=True)
+            text = f"Request line and headers are over {limits.max_header_bytes:,} bytes\n"
+            await self._answer(writer, 431, text.encode(), close=True)
             return False
         except (asyncio.TimeoutError, asyncio.IncompleteReadError):
             return False  # a stalled or closed connection: dropped without an answer
@@ -274,11 +280,7 @@ class HttpServer:
             else:
                 await self._answer(writer, 404, b"Not found\n", close=not keep)
             return keep
-        routes: dict[str, Callable[[bytes, str], dict[str, Any]]] = {
-            "/api/features": lambda body, ctype: classify_features(self.model, body, ctype),
-            "/api/image": lambda body, ctype: classify_image(self.model, body, ctype, limits.max_pixels),
-        }
-        if method != "POST" or path not in routes:
+        if method != "POST" or path not in self.routes:
             await self._answer(writer, 404 if method == "POST" else 405, b"Not found\n", close=True)
             return False
         if "transfer-encoding" in headers:
@@ -316,7 +318,9 @@ class HttpServer:
                 await self._answer(writer, 408, b"The body did not arrive in time\n", close=True)
                 return False
             try:
-                result = await self.loop.run_in_executor(self.pool, routes[path], body, headers.get("content-type", ""))
+                result = await self.loop.run_in_executor(
+                    self.pool, self.routes[path], body, headers.get("content-type", "")
+                )
             except TooLarge as exc:
                 await self._answer(writer, 413, str(exc).encode(), close=not keep)
             except BadRequest as exc:
@@ -386,7 +390,9 @@ def _json_bytes(obj: Any) -> bytes:
     return (json.dumps(obj, indent=4) + "\n").encode()
 
 
+@functools.cache
 def _libc() -> Any:
+    """glibc, loaded once (``find_library`` runs ldconfig); None elsewhere."""
     import ctypes
     import ctypes.util
 
