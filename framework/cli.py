@@ -541,7 +541,7 @@ def serve(
 
     Bounded for hostile clients: pixels per upload, workers and queue (then 503), open connections,
     header and body deadlines; the memory bound these give is printed at start (docs/contract.md)."""
-    from framework.portable.impulse import ImpulseModel
+    from framework.portable.impulse import ExportedModel
     from framework.serve.http import Limits, make_server
 
     limits = Limits(
@@ -550,7 +550,7 @@ def serve(
         **({"workers": workers} if workers else {}),
         **({"queue": queue} if queue is not None else {}),
     )
-    server = make_server(ImpulseModel.from_directory(str(model_directory), runtime), host, port, limits)
+    server = make_server(ExportedModel.from_directory(str(model_directory), runtime), host, port, limits)
     bound_host, bound_port = server.server_address[:2]
     click.echo(f"Serving {model_directory} ({runtime}) on http://{bound_host}:{bound_port} (Ctrl-C to stop)")
     mib = 1 << 20

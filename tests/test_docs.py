@@ -5,6 +5,8 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
+import pytest
+
 from framework import hookspecs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +45,10 @@ def test_readme_python_api_runs_as_written(small_data, tmp_path, monkeypatch):
     assert namespace["metrics"]["image_auroc"] > 0.9 and namespace["page"].is_file()
     assert (tmp_path / "out" / "brick" / "model.onnx").is_file()
     assert namespace["from_arrays"].predict(namespace["normal"][:2])[0].grid.shape == (12, 12)
+    exported = namespace["exported"]
+    assert type(exported._model).__name__ == "ExportedModel" and "torch" not in type(exported._model).__module__
+    with pytest.raises(namespace["vadblocks"].VadblocksError, match="cannot be saved: load it with runtime='torch'"):
+        exported.save(tmp_path / "again")
 
 
 def test_python_api_refuses_bad_images_with_one_clear_message(registry, small_data):

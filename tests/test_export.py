@@ -16,8 +16,9 @@ from framework.config import resolve
 from framework.data import load_dataset
 from framework.demo_data import TEXTURES, make_demo_dataset
 from framework.metrics import evaluate
+from framework.portable.impulse import ExportedModel
 from framework.serve.eim import write_eim
-from framework.serve.runtimes import OnnxRuntime, open_runtime, resolve_runtime
+from framework.serve.runtimes import open_runtime, resolve_runtime
 from framework.train.export import FILES, save_with_exports
 from framework.train.pipeline import AnomalyModel, train
 from tests.conftest import invoke, write_plugin_dist
@@ -116,7 +117,8 @@ def test_auto_runtime_prefers_exports_present(exported, tmp_path):
 
     drop("tflite")
     assert resolve_runtime(partial) == "onnx"
-    assert isinstance(open_runtime(partial), OnnxRuntime)
+    runner = open_runtime(partial)
+    assert isinstance(runner, ExportedModel) and runner.fmt == "onnx"
     drop("onnx")
     assert resolve_runtime(partial) == "torch" and isinstance(open_runtime(partial), AnomalyModel)
 

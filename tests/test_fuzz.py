@@ -20,7 +20,7 @@ from hypothesis.extra import numpy as hnp
 
 from framework.data import load_dataset
 from framework.errors import VadblocksError
-from framework.portable.impulse import ImpulseModel
+from framework.portable.impulse import ExportedModel
 from framework.portable.modelfiles import check_model_dir, integrity, npz_layout
 from framework.serve.runtimes import open_runtime
 
@@ -176,7 +176,7 @@ def open_everything(model: Path) -> None:
     check_model_dir(model)
     for runtime in ("tflite", "onnx", "torch"):
         open_runtime(model, runtime).predict(np.full((1, 96, 96, 3), 0.5, np.float32))
-    ImpulseModel.from_directory(str(model), "tflite")
+    ExportedModel.from_directory(str(model), "tflite")
 
 
 @FUZZ

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from framework.errors import VadblocksError
-from framework.portable.impulse import ImpulseModel
+from framework.portable.impulse import ExportedModel
 from framework.portable.modelfiles import check_model_dir, integrity, npz_layout
 from framework.serve.eim import write_eim
 from tests.conftest import invoke
@@ -158,7 +158,7 @@ def test_corrupt_model_directories_are_refused_clearly(case, model_dir, small_da
         with pytest.raises(VadblocksError, match=text):
             write_eim(model, tmp_path / "x.eim")
         with pytest.raises(VadblocksError, match=text):
-            ImpulseModel.from_directory(str(model), "tflite")
+            ExportedModel.from_directory(str(model), "tflite")
         assert not (tmp_path / "x.eim").exists()
 
 

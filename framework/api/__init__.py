@@ -39,23 +39,23 @@ class Prediction:
 class Model:
     """A trained model: :meth:`predict` on images, :meth:`save` with exported files."""
 
-    def __init__(self, anomaly_model: Any, calibration: np.ndarray | None = None) -> None:
-        self._model = anomaly_model  # framework.train.pipeline.AnomalyModel
-        self._calibration = calibration
+    def __init__(self, runner: Any, metadata: dict[str, Any], calibration: np.ndarray | None = None) -> None:
+        # runner: framework.train.pipeline.AnomalyModel (torch) or framework.portable.impulse.ExportedModel
+        self._model, self._metadata, self._calibration = runner, metadata, calibration
 
     @property
     def threshold(self) -> float:
         """The suggested threshold (``nominalThresholdScore``)."""
-        return float(self._model.threshold)
+        return float(self._metadata["nominalThresholdScore"])
 
     @property
     def metadata(self) -> dict[str, Any]:
         """What anomaly_metadata.json holds (parameters, threshold policy, validation estimates, timings)."""
-        return self._model.metadata
+        return self._metadata
 
     @property
     def input_size(self) -> int:
-        return int(self._model.input_shape[0])
+        return int(self._metadata["inputShape"][0])
 
     def predict(self, images: Any, threshold: float | None = None) -> list[Prediction]:
         """Grids and scores of ``images``: a numpy array (N, H, W, 3) or (H, W, 3) (uint8 0..255 or float
@@ -69,6 +69,8 @@ class Model:
         """Write the model directory (and the exported files named in ``export``: onnx, tflite, tflite-int8)."""
         from framework.train.export import save_with_exports
 
+        if not hasattr(self._model, "save"):
+            raise VadblocksError("a model loaded from an exported file cannot be saved: load it with runtime='torch'")
         if "tflite-int8" in export and self._calibration is None:
             raise VadblocksError("the int8 file needs the training images for calibration: train in this process")
         return save_with_exports(self._model, out_dir, tuple(export), calibration=self._calibration)
@@ -91,14 +93,19 @@ def train(data: Any, **params: Any) -> Model:
         ds = Dataset(Split(images, np.zeros(len(images), bool), []), empty, "numpy array", "folder")
     registry = get_registry()
     config = resolve(registry, {k.replace("_", "-"): v for k, v in params.items()})
-    return Model(train_model(ds, config, registry=registry, progress=False), calibration=ds.train.images)
+    model = train_model(ds, config, registry=registry, progress=False)
+    return Model(model, model.metadata, calibration=ds.train.images)
 
 
-def load(model_dir: str | Path) -> Model:
-    """A model directory written by ``vadblocks train`` or :meth:`Model.save`."""
-    from framework.train.pipeline import AnomalyModel
+def load(model_dir: str | Path, runtime: str = "torch") -> Model:
+    """A model directory written by ``vadblocks train`` or :meth:`Model.save`, run by ``runtime``: ``torch``
+    (the directory's own state), ``onnx``, ``tflite``, ``tflite-int8`` (its exported file, without torch) or
+    ``auto`` (the fastest exported file whose runtime is installed, else torch), as ``--runtime`` does."""
+    from framework.portable.modelfiles import check_model_dir
+    from framework.serve.runtimes import open_runtime
 
-    return Model(AnomalyModel.load(model_dir))
+    meta = check_model_dir(model_dir)
+    return Model(open_runtime(model_dir, runtime, meta=meta), meta)
 
 
 def test(

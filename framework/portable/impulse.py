@@ -1,4 +1,7 @@
-"""A vadblocks model behind Edge Impulse's Linux runner protocol (the ``.eim`` contract).
+"""An exported vadblocks model file (:class:`ExportedModel`) and Edge Impulse's Linux runner protocol (``.eim``).
+
+``ExportedModel`` is the one way to run an exported file: ``open_runtime``, the Python API, ``vadblocks
+serve`` and the .eim all use it.
 
 Edge Impulse's Linux SDKs (Python ``edge_impulse_linux``, Node ``edge-impulse-linux``,
 ``edge-impulse-linux-runner``) start a model file as ``model.eim SOCKET_PATH`` and talk JSON over
@@ -27,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .engines import SCALINGS, Engine, load_engine
+from .engines import SCALINGS, Engine, load_engine, to_input_scaling
 from .errors import ServingError
 from .formats import EXPORT_FILES
 from .modelfiles import METADATA_FILE, check_model_dir, engine_shapes, read_metadata, verify_bytes
@@ -66,27 +69,45 @@ def anomaly_result(grid: np.ndarray, score: float, threshold: float, height: int
     }
 
 
-class ImpulseModel:
-    """One exported model file and its metadata, answering Edge Impulse runner requests."""
+class ExportedModel:
+    """The one front door to an exported model file and its metadata.
+
+    ``predict`` runs images (as :func:`~framework.serve.runtimes.open_runtime` and the Python API do);
+    ``hello``, ``classify`` and ``set_threshold`` answer Edge Impulse runner requests (.eim, HTTP).
+    """
 
     def __init__(self, meta: dict[str, Any], engine: Engine, fmt: str) -> None:
         """``meta``: the model's metadata as :func:`read_metadata` returns it (checked)."""
         self.height, self.width, self.channels = (int(v) for v in meta["inputShape"])
         self.threshold = float(meta["nominalThresholdScore"])
-        self.lo, self.hi = SCALINGS[meta.get("imageInputScaling", "0..1")]
+        self.scaling = meta.get("imageInputScaling", "0..1")
+        self.lo, self.hi = SCALINGS[self.scaling]
         self.meta, self.engine, self.fmt = meta, engine, fmt
         self.lock = threading.Lock()
 
     @classmethod
-    def from_directory(cls, model_dir: str, fmt: str = "tflite", threads: int = 1) -> "ImpulseModel":
-        """Open ``fmt``'s file of a vadblocks model directory."""
-        meta = check_model_dir(model_dir)
+    def from_directory(
+        cls,
+        model_dir: str | os.PathLike[str],
+        fmt: str = "tflite",
+        threads: int = 1,
+        meta: dict[str, Any] | None = None,
+    ) -> "ExportedModel":
+        """Open ``fmt``'s file of a vadblocks model directory (``meta``: its checked metadata, if already read)."""
+        meta = meta if meta is not None else check_model_dir(model_dir)
         if fmt not in EXPORT_FILES:
             raise ServingError(f"unknown model format {fmt!r}; choose from {', '.join(EXPORT_FILES)}")
         path = os.path.join(model_dir, EXPORT_FILES[fmt])
         if not os.path.isfile(path):
             raise ServingError(f"{path} does not exist: train with --export including {fmt}")
         return cls(meta, load_engine(fmt, path, threads, **engine_shapes(meta)), fmt)
+
+    def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Grids (N, G, G) and scores (N,) for 0..1 RGB images (N, H, W, 3), one at a time as on a device."""
+        x = to_input_scaling(images, self.scaling, self.channels)
+        with self.lock:
+            grids, scores = zip(*(self.engine.run_one(x[i : i + 1]) for i in range(len(x))))
+        return np.concatenate(grids), np.concatenate(scores)
 
     @property
     def features_count(self) -> int:
@@ -238,9 +259,9 @@ def split_messages(buf: bytes) -> tuple[list[bytes], bytes]:
 
 
 class Protocol:
-    """Answers runner requests for one :class:`ImpulseModel` (shared by all connections)."""
+    """Answers runner requests for one :class:`ExportedModel` (shared by all connections)."""
 
-    def __init__(self, model: ImpulseModel) -> None:
+    def __init__(self, model: ExportedModel) -> None:
         self.model = model
         self.shm: Any = None
         self.shm_error: str | None = None
@@ -347,7 +368,7 @@ class _Server(socketserver.ThreadingUnixStreamServer):
     protocol: Protocol
 
 
-def serve_socket(model: ImpulseModel, socket_path: str) -> None:
+def serve_socket(model: ExportedModel, socket_path: str) -> None:
     """Serve ``model`` on a UNIX socket until SIGINT/SIGTERM/SIGHUP; removes the socket and shared memory."""
     protocol = Protocol(model)
     protocol.open_shared_memory()
@@ -377,7 +398,7 @@ def serve_socket(model: ImpulseModel, socket_path: str) -> None:
 EIM_MANIFEST = "eim.json"
 
 
-def open_packed(archive: str, threads: int = 1) -> ImpulseModel:
+def open_packed(archive: str, threads: int = 1) -> ExportedModel:
     """The model packed into a .eim (a zip application): manifest, metadata and model file."""
     with zipfile.ZipFile(archive) as z:
         manifest = json.loads(z.read(EIM_MANIFEST))
@@ -385,7 +406,7 @@ def open_packed(archive: str, threads: int = 1) -> ImpulseModel:
         model_bytes = z.read(manifest["file"])
     verify_bytes(manifest["file"], model_bytes, meta)
     fmt = manifest["format"]
-    return ImpulseModel(meta, load_engine(fmt, model_bytes, threads, **engine_shapes(meta)), fmt)
+    return ExportedModel(meta, load_engine(fmt, model_bytes, threads, **engine_shapes(meta)), fmt)
 
 
 def eim_main(archive: str, argv: list[str]) -> int:

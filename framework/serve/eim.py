@@ -16,9 +16,8 @@ from pathlib import Path
 
 from framework.errors import VadblocksError
 from framework.portable import impulse
-from framework.portable.engines import load_engine
 from framework.portable.formats import EXPORT_FILES, RUNTIME_PACKAGES
-from framework.portable.modelfiles import METADATA_FILE, check_model_dir, engine_shapes
+from framework.portable.modelfiles import METADATA_FILE, check_model_dir
 
 EIM_RUNTIMES = tuple(EXPORT_FILES)  # every exported file; tflite is the default
 PORTABLE_MODULES = ("__init__", "errors", "silence", "formats", "engines", "modelfiles", "impulse")
@@ -46,7 +45,7 @@ def write_eim(
     if not model_file.is_file():
         raise VadblocksError(f"{model_file} does not exist: train with --export including {runtime}")
     if importlib.util.find_spec(RUNTIME_PACKAGES[runtime]) is not None:  # load it here, where we can say why not
-        load_engine(runtime, str(model_file), 1, **engine_shapes(meta))
+        impulse.ExportedModel.from_directory(model_dir, runtime, 1, meta)
     if out.is_dir():
         raise VadblocksError(f"--out {out} is a directory; give the path of the .eim file to write")
     source = Path(impulse.__file__).parent

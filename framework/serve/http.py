@@ -32,7 +32,7 @@ from typing import Any, Callable
 from framework.data import ImageTooLarge, read_image
 from framework.errors import VadblocksError
 from framework.portable.engines import to_input_scaling
-from framework.portable.impulse import RESIZE_MODE, ImpulseModel, anomaly_result
+from framework.portable.impulse import RESIZE_MODE, ExportedModel, anomaly_result
 from framework.serve.limits import LINGER_S, MAX_PIXELS, Limits, memory_bound
 
 PAGE = Path(__file__).with_name("serve_page.html")
@@ -66,7 +66,7 @@ def resident_bytes() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def info(model: ImpulseModel) -> dict[str, Any]:
+def info(model: ExportedModel) -> dict[str, Any]:
     """``GET /api/info``: project and model parameters, as the runner shows them."""
     hello = model.hello()
     return {
@@ -75,7 +75,7 @@ def info(model: ImpulseModel) -> dict[str, Any]:
     }
 
 
-def classify_features(model: ImpulseModel, body: bytes, content_type: str) -> dict[str, Any]:
+def classify_features(model: ExportedModel, body: bytes, content_type: str) -> dict[str, Any]:
     """``POST /api/features``: validate like the runner, then classify."""
     if not body:
         raise BadRequest('Missing body on request. Did you set "Content-Type: application/json" ?')
@@ -129,7 +129,9 @@ def _multipart_file(body: bytes, content_type: str) -> bytes:
     return bytes(memoryview(body)[a:b])
 
 
-def classify_image(model: ImpulseModel, body: bytes, content_type: str, max_pixels: int = MAX_PIXELS) -> dict[str, Any]:
+def classify_image(
+    model: ExportedModel, body: bytes, content_type: str, max_pixels: int = MAX_PIXELS
+) -> dict[str, Any]:
     """``POST /api/image``: decode (refusing images over ``max_pixels`` before decoding; large JPEGs
     decoded reduced), squash to the model's input, classify, map cells to the upload's size."""
     data = _multipart_file(body, content_type)
@@ -165,7 +167,7 @@ class HttpServer:
     """``model`` served over HTTP within ``limits``; :meth:`serve_forever` runs until SIGINT/SIGTERM/SIGHUP
     or :meth:`stop`. Port 0 picks a free port (see ``server_address``)."""
 
-    def __init__(self, model: ImpulseModel, host: str = "127.0.0.1", port: int = 1337, limits: Limits | None = None):
+    def __init__(self, model: ExportedModel, host: str = "127.0.0.1", port: int = 1337, limits: Limits | None = None):
         self.model, self.limits = model, limits or Limits()
         self.loop = asyncio.new_event_loop()
         self.pool = ThreadPoolExecutor(self.limits.workers, thread_name_prefix="vadblocks-serve")
@@ -427,7 +429,7 @@ def _raise_fd_limit(wanted: int) -> None:
 
 
 def make_server(
-    model: ImpulseModel, host: str = "127.0.0.1", port: int = 1337, limits: Limits | None = None
+    model: ExportedModel, host: str = "127.0.0.1", port: int = 1337, limits: Limits | None = None
 ) -> HttpServer:
     """An :class:`HttpServer` for ``model`` (not yet serving)."""
     return HttpServer(model, host, port, limits)

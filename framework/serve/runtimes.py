@@ -1,5 +1,8 @@
 """Running a trained model through torch or one of its exported files (ONNX Runtime, LiteRT).
 
+An exported file is always run by :class:`~framework.portable.impulse.ExportedModel`, the one front door
+that the .eim runner, ``vadblocks serve`` and the Python API share.
+
 The exported-file runtimes import neither torch nor the export toolchain: ``predict``, ``test``
 and ``serve`` through them start in about a second and a fraction of torch's memory.
 """
@@ -13,46 +16,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from framework.errors import VadblocksError
-from framework.portable.engines import load_engine, to_input_scaling
 from framework.portable.formats import AUTO_ORDER, EXPORT_FILES, RUNTIME_PACKAGES, RUNTIMES
-from framework.portable.modelfiles import check_model_dir, engine_shapes
+from framework.portable.impulse import ExportedModel
 
 
 class Runtime(Protocol):
     def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Grids (N, G, G) and scores (N,) for internal 0..1 RGB images (N, H, W, 3)."""
-
-
-class FileRuntime:
-    """One exported file of a model directory, run image by image (batch 1, as on a device).
-
-    ``meta``: the directory's metadata as :func:`check_model_dir` returned it; checked here when None.
-    """
-
-    def __init__(self, model_dir: str | Path, fmt: str, meta: dict[str, Any] | None = None, threads: int = 1) -> None:
-        self.path = Path(model_dir) / EXPORT_FILES[fmt]
-        if not self.path.is_file():
-            raise VadblocksError(f"{self.path} does not exist: train with --export including {fmt}")
-        meta = meta if meta is not None else check_model_dir(model_dir)
-        self.scaling = meta.get("imageInputScaling", "0..1")
-        self.channels = int(meta["inputShape"][2])
-        self.engine = load_engine(fmt, str(self.path), threads, **engine_shapes(meta))
-
-    def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        x = to_input_scaling(images, self.scaling, self.channels)
-        grids, scores = zip(*(self.engine.run_one(x[i : i + 1]) for i in range(len(x))))
-        return np.concatenate(grids), np.concatenate(scores)
-
-
-class OnnxRuntime(FileRuntime):
-    """model.onnx through onnxruntime (CPU)."""
-
-    def __init__(self, model_dir: str | Path, meta: dict[str, Any] | None = None, threads: int = 1) -> None:
-        super().__init__(model_dir, "onnx", meta, threads)
-
-
-class LiteRTRuntime(FileRuntime):
-    """model.tflite / model_quantized_int8_io.tflite through the LiteRT interpreter."""
 
 
 def resolve_runtime(model_dir: str | Path, runtime: str = "auto") -> str:
@@ -91,6 +61,4 @@ def open_runtime(
             model = AnomalyModel.load(model_dir)
         return model
     meta = model.metadata if model is not None else meta
-    if runtime == "onnx":
-        return OnnxRuntime(model_dir, meta, threads)
-    return LiteRTRuntime(model_dir, runtime, meta, threads)
+    return ExportedModel.from_directory(model_dir, runtime, threads, meta)
