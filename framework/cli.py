@@ -6,7 +6,6 @@ import json
 import math
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,6 @@ from framework.portable.formats import EXPORT_FILES, RUNTIMES
 from framework.serve.limits import MAX_PIXELS
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
-DEFAULT_FOLDER_IMAGE_SIZE = 96
 EXTRA_ARGS = {"ignore_unknown_options": True, "allow_extra_args": True, **CONTEXT}
 
 
@@ -106,29 +104,7 @@ def plugins(as_json: bool) -> None:
     """List installed backbones and scorers, where they come from, and plugins that failed."""
     from framework.plugins import get_registry
 
-    reg = get_registry()
-
-    def row(e: Any) -> dict[str, Any]:
-        d = {
-            "name": e.name,
-            "plugin": e.plugin,
-            "distribution": e.distribution,
-            "version": e.version,
-            "description": e.cls.description,
-            "parameters": [p.name for p in e.cls.parameters],
-        }
-        if e.kind == "backbone":
-            d["offline_weights"] = bool(e.cls.offline_weights)
-        return d
-
-    data = {
-        "backbones": [row(e) for e in reg.backbones.values()],
-        "scorers": [row(e) for e in reg.scorers.values()],
-        "failed": [
-            {"plugin": f.plugin, "distribution": f.distribution, "name": f.name, "reason": f.reason}
-            for f in reg.failures
-        ],
-    }
+    data = get_registry().describe()
     if as_json:
         _echo_json(data)
         return
@@ -232,32 +208,28 @@ def train(
 ) -> None:
     """Train on the normal images of a data directory and write the model to --out-directory."""
     from framework.config import resolve
-    from framework.data import is_edge_impulse_dir, load_dataset
     from framework.plugins import get_registry
+    from framework.portable.formats import parse_export_list
+    from framework.train.job import train_to_directory
 
     _warn_extra(ctx)
     # Everything the user gave is checked before torch is imported (a refusal takes well under a second).
     registry = get_registry()
     config = resolve(registry, _plugin_values(plugin_kwargs))
-    formats = _export_formats(export)
-    if image_size is None and not is_edge_impulse_dir(data_directory):
-        image_size = DEFAULT_FOLDER_IMAGE_SIZE
-    ds = load_dataset(
+    done = train_to_directory(
         data_directory,
-        input_shape=input_shape,
-        scaling=input_scaling,
+        out_directory,
+        config,
+        registry,
+        export=parse_export_list(export),
         info_file=info_file,
-        image_size=image_size or None,
+        input_shape=input_shape,
+        input_scaling=input_scaling,
+        image_size=image_size,
+        weights=weights,
+        progress=not quiet,
     )
-    from framework.outputs import output_lock
-    from framework.train.export import save_with_exports
-    from framework.train.pipeline import train as train_model
-
-    with output_lock(out_directory):  # a second train into the same directory is refused at once
-        t0 = time.perf_counter()
-        model = train_model(ds, config, registry=registry, weights=weights, progress=not quiet)
-        elapsed = time.perf_counter() - t0
-        save_with_exports(model, out_directory, formats, calibration=ds.train.images)
+    model, ds, elapsed = done.model, done.dataset, done.seconds
     gh, gw = model.grid_shape
     click.echo(
         f"Trained {config.scorer} on {config.backbone} with {len(ds.train)} normal images "
@@ -270,14 +242,6 @@ def train(
     for line in estimate_lines(section) if section.get("source") else [f"validation: {section['reason']}"]:
         click.echo(line[:1].upper() + line[1:])
     click.echo(f"Model written to {out_directory}")
-
-
-def _export_formats(text: str) -> tuple[str, ...]:
-    formats = tuple(f.strip() for f in text.split(",") if f.strip() and f.strip() != "none")
-    unknown = [f for f in formats if f not in EXPORT_FILES]
-    if unknown:
-        raise VadblocksError(f"--export: {', '.join(unknown)} not known; choose from {', '.join(EXPORT_FILES)} or none")
-    return formats
 
 
 RUNTIME_OPTION = click.option(
@@ -438,41 +402,15 @@ def predict(
     runtime: str,
 ) -> None:
     """Score images: per-cell grid, image score and verdict (and heatmaps with --heatmaps)."""
-    import numpy as np
+    from vadblocks import predict_files
 
-    from framework.data import load_image
-    from framework.portable.modelfiles import check_model_dir
-    from framework.report.heatmap import save_overlay
-    from framework.serve.runtimes import open_runtime
-
-    meta = check_model_dir(model_directory)
-    thr = meta["nominalThresholdScore"] if threshold is None else threshold
-    size = meta["inputShape"][0]
-    arrays = np.stack([load_image(p, size) for p in images])
-    grids, scores = open_runtime(model_directory, runtime, meta=meta).predict(arrays)
-    used: set[str] = set()
-    for path, img, grid, score in zip(images, arrays, grids, scores):
-        verdict = bool(score > thr)
-        heat = None
-        if heatmaps is not None:
-            name = f"{path.stem}_heatmap.png"
-            if name in used:  # same file name in another folder: prefix the folder name
-                name = f"{path.parent.name}_{name}"
-            used.add(name)
-            heat = save_overlay(heatmaps / name, img, grid, thr)
+    for row in predict_files(model_directory, images, runtime=runtime, threshold=threshold, heatmaps=heatmaps):
         if as_json:
-            _echo_json(
-                {
-                    "path": str(path),
-                    "score": float(score),
-                    "anomalous": verdict,
-                    "grid": np.round(grid.astype(float), 6).tolist(),
-                }
-            )
+            _echo_json({k: row[k] for k in ("path", "score", "anomalous", "grid")})
         else:
+            heat = f" (heatmap {row['heatmap']})" if "heatmap" in row else ""
             click.echo(
-                f"{path}: score {score:.4f} -> {'ANOMALY' if verdict else 'no anomaly'}"
-                + (f" (heatmap {heat})" if heat else "")
+                f"{row['path']}: score {row['score']:.4f} -> {'ANOMALY' if row['anomalous'] else 'no anomaly'}{heat}"
             )
 
 
@@ -692,6 +630,7 @@ def tune(
     exported file, and kept in a study database that resumes and that several workers can share.
     """
     from framework.plugins import get_registry
+    from framework.portable.formats import parse_export_list
     from framework.tune import tuner as tuning
 
     _warn_extra(ctx)
@@ -705,7 +644,7 @@ def tune(
         budget=tuning.Budget(max_latency_ms, max_model_kb, max_ram_kb),
         accuracy=accuracy,
         seed=seed,
-        export=_export_formats(export),
+        export=parse_export_list(export),
         fixed=_plugin_values(plugin_kwargs),
         image_size=image_size,
         progress=not quiet,

@@ -64,6 +64,26 @@ class Dataset:
         return (h, w, self.channels)
 
 
+DEFAULT_FOLDER_IMAGE_SIZE = 96  # folder layouts are resized to this unless an image size is given
+
+
+def load_training_data(
+    path: str | Path,
+    *,
+    input_shape: Sequence[int] | str | None = None,
+    scaling: str | None = None,
+    image_size: int | None = None,
+    info_file: str | Path | None = None,
+) -> Dataset:
+    """:func:`load_dataset` as ``vadblocks train`` reads it: folder layouts are resized to
+    :data:`DEFAULT_FOLDER_IMAGE_SIZE` unless ``image_size`` is given (0: the files' own size)."""
+    if image_size is None and not is_edge_impulse_dir(path):
+        image_size = DEFAULT_FOLDER_IMAGE_SIZE
+    return load_dataset(
+        path, input_shape=input_shape, scaling=scaling, image_size=image_size or None, info_file=info_file
+    )
+
+
 def load_dataset(
     path: str | Path,
     *,

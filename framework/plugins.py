@@ -95,6 +95,32 @@ class Registry:
         known = ", ".join(table) or "none"
         raise VadblocksError(f"unknown {kind} {name!r}; installed {kind}s: {known} (`vadblocks plugins` lists them)")
 
+    def describe(self) -> dict[str, Any]:
+        """What ``vadblocks plugins --json`` prints: each backbone and scorer with its origin and parameters
+        (backbones: whether their pretrained weights are available offline), and the plugins that failed."""
+
+        def row(e: PluginEntry) -> dict[str, Any]:
+            d: dict[str, Any] = {
+                "name": e.name,
+                "plugin": e.plugin,
+                "distribution": e.distribution,
+                "version": e.version,
+                "description": e.cls.description,
+                "parameters": [p.name for p in e.cls.parameters],
+            }
+            if e.kind == "backbone":
+                d["offline_weights"] = bool(e.cls.offline_weights)  # type: ignore[union-attr]
+            return d
+
+        return {
+            "backbones": [row(e) for e in self.backbones.values()],
+            "scorers": [row(e) for e in self.scorers.values()],
+            "failed": [
+                {"plugin": f.plugin, "distribution": f.distribution, "name": f.name, "reason": f.reason}
+                for f in self.failures
+            ],
+        }
+
     def backbone(self, name: str) -> PluginEntry:
         """The backbone called ``name``, or a clear error."""
         return self._get("backbone", name)

@@ -45,6 +45,9 @@ def test_readme_python_api_runs_as_written(small_data, tmp_path, monkeypatch):
     assert namespace["metrics"]["image_auroc"] > 0.9 and namespace["page"].is_file()
     assert (tmp_path / "out" / "brick" / "model.onnx").is_file()
     assert namespace["from_arrays"].predict(namespace["normal"][:2])[0].grid.shape == (12, 12)
+    rows = namespace["rows"]
+    assert len(rows) == 3 and all(Path(r["heatmap"]).is_file() for r in rows)
+    assert {"patchcore", "gmm"} <= {s["name"] for s in namespace["vadblocks"].plugins()["scorers"]}
     exported = namespace["exported"]
     assert type(exported._model).__name__ == "ExportedModel" and "torch" not in type(exported._model).__module__
     with pytest.raises(namespace["vadblocks"].VadblocksError, match="cannot be saved: load it with runtime='torch'"):

@@ -24,7 +24,19 @@ import numpy as np
 from framework import __version__
 from framework.errors import VadblocksError
 
-__all__ = ["Model", "Prediction", "VadblocksError", "__version__", "load", "report", "test", "train", "tune"]
+__all__ = [
+    "Model",
+    "Prediction",
+    "VadblocksError",
+    "__version__",
+    "load",
+    "plugins",
+    "predict_files",
+    "report",
+    "test",
+    "train",
+    "tune",
+]
 
 
 @dataclass(frozen=True)
@@ -77,16 +89,17 @@ class Model:
 
 
 def train(data: Any, **params: Any) -> Model:
-    """Train on ``data``: a folder layout or Edge Impulse data directory (path), or normal images as a numpy
-    array (N, H, W, 3) (uint8 or 0..1 float). ``params`` are the CLI's parameters with ``_`` for ``-``
-    (``num_layers=2``, ``scoring_function="gmm"``); unknown names or values raise :class:`VadblocksError`."""
+    """Train on ``data``: a folder layout (resized to 96 x 96, as ``vadblocks train`` does) or an Edge Impulse
+    data directory (path), or normal images as a numpy array (N, H, W, 3) (uint8 or 0..1 float). ``params`` are
+    the CLI's parameters with ``_`` for ``-`` (``num_layers=2``, ``scoring_function="gmm"``); unknown names or
+    values raise :class:`VadblocksError`."""
     from framework.config import resolve
-    from framework.data import Dataset, Split, load_dataset
+    from framework.data import Dataset, Split, load_training_data
     from framework.plugins import get_registry
     from framework.train.pipeline import train as train_model
 
     if isinstance(data, (str, Path)):
-        ds = load_dataset(data)
+        ds = load_training_data(data)
     else:
         images = _as_batch(data, None)
         empty = Split(np.zeros((0, *images.shape[1:]), np.float32), np.zeros(0, bool), [])
@@ -106,6 +119,47 @@ def load(model_dir: str | Path, runtime: str = "torch") -> Model:
 
     meta = check_model_dir(model_dir)
     return Model(open_runtime(model_dir, runtime, meta=meta), meta)
+
+
+def predict_files(
+    model_dir: str | Path,
+    paths: Sequence[str | Path],
+    *,
+    runtime: str = "auto",
+    threshold: float | None = None,
+    heatmaps: str | Path | None = None,
+) -> list[dict[str, Any]]:
+    """What ``vadblocks predict --json`` prints: per image file its ``path``, ``score``, ``anomalous`` (above
+    ``threshold``, default the suggested one) and ``grid`` (rounded to 6 decimals); with ``heatmaps`` a folder,
+    an overlay PNG per image is written there and its path given as ``heatmap``."""
+    from framework.data import load_image
+    from framework.portable.modelfiles import check_model_dir
+    from framework.report.heatmap import save_overlay
+    from framework.serve.runtimes import open_runtime
+
+    meta = check_model_dir(model_dir)
+    thr = float(meta["nominalThresholdScore"] if threshold is None else threshold)
+    files = [Path(p) for p in paths]
+    if not files:
+        raise VadblocksError("no images given: name one or more image files")
+    arrays = np.stack([load_image(p, meta["inputShape"][0]) for p in files])
+    grids, scores = open_runtime(model_dir, runtime, meta=meta).predict(arrays)
+    out, used = [], set()
+    for path, img, grid, score in zip(files, arrays, grids, scores):
+        row = {
+            "path": str(path),
+            "score": float(score),
+            "anomalous": bool(score > thr),
+            "grid": np.round(grid.astype(float), 6).tolist(),
+        }
+        if heatmaps is not None:
+            name = f"{path.stem}_heatmap.png"
+            if name in used:  # same file name in another folder: prefix the folder name
+                name = f"{path.parent.name}_{name}"
+            used.add(name)
+            row["heatmap"] = str(save_overlay(Path(heatmaps) / name, img, grid, thr))
+        out.append(row)
+    return out
 
 
 def test(
@@ -144,6 +198,13 @@ def tune(data_dir: str | Path, out_dir: str | Path, **options: Any) -> dict[str,
 
     opts = TuneOptions(**{"progress": False, **options})
     return Tuner(DataSource(data_dir), Path(out_dir), opts, get_registry(), log=lambda s: None).run()
+
+
+def plugins() -> dict[str, Any]:
+    """What ``vadblocks plugins --json`` prints: installed backbones and scorers, and plugins that failed."""
+    from framework.plugins import get_registry
+
+    return get_registry().describe()
 
 
 def _as_batch(images: Any, size: int | None) -> np.ndarray:
