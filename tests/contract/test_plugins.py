@@ -13,44 +13,7 @@ from framework.config import resolve
 from framework.data import load_dataset
 from framework.plugins import get_registry
 from framework.train.pipeline import train
-from tests.conftest import invoke, write_plugin_dist
-
-MEAN_SCORER = """
-import numpy as np, torch
-from torch import nn
-from framework import hookimpl
-from framework.params import Param
-from framework.scorer import Scorer
-
-class MeanModule(nn.Module):
-    def __init__(self, mean):
-        super().__init__()
-        self.register_buffer("mean", mean)
-    def forward(self, feats):
-        grid = ((feats[0] - self.mean) ** 2).sum(1).sqrt()
-        return grid, grid.flatten(1).amax(1)
-
-class MeanDistance(Scorer):
-    name = "meandist"
-    description = "distance to the mean training feature of each cell"
-    parameters = (Param("meandist-scale", "float", 1.0, "unused scale", min=0.0),)
-    def grid_size(self, input_size):
-        return input_size // 8
-    def fit(self, features):
-        self.mean = features[0].mean(0, keepdim=True)
-        self._invalidate()
-        return self
-    def build_scoring_module(self):
-        return MeanModule(self.mean)
-    def get_state(self):
-        return {"mean": self.mean.numpy()}, {}
-    def set_state(self, arrays, config):
-        self.mean = torch.from_numpy(arrays["mean"]); self._invalidate(); return self
-
-@hookimpl
-def register_scorers(register):
-    register(MeanDistance)
-"""
+from tests.helpers import MEAN_SCORER, invoke, write_plugin_dist
 
 
 def test_builtins_come_from_entry_points(fresh_plugins):

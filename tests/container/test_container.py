@@ -24,9 +24,9 @@ from framework.container import runner
 from framework.data import load_dataset
 from framework.errors import VadblocksError
 from framework.train.pipeline import train
-from tests.conftest import invoke
+from tests.helpers import invoke
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TAG = "vadblocks-test:latest"
 MODEL_FILES = sorted(
     [

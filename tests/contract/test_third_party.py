@@ -20,9 +20,9 @@ from framework.container.package import DOCKERFILE_HEAD
 from framework.container.runner import read_build_args
 from framework.container.scaffold import init_scorer
 from framework.errors import VadblocksError
-from tests.conftest import invoke
+from tests.helpers import invoke
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODEL_FILES = ["anomaly_metadata.json", "backbone.npz", "scorer_state.npz"]  # in-process: VADBLOCKS_EXPORT=none
 CONTAINER_FILES = sorted(MODEL_FILES + ["model.onnx", "model.tflite", "model_quantized_int8_io.tflite"])
 

@@ -9,7 +9,7 @@ import pytest
 
 from framework import hookspecs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_hookspec_is_documented_with_its_signature():
@@ -33,7 +33,7 @@ def test_readme_python_api_runs_as_written(small_data, tmp_path, monkeypatch):
     """The README's Python API block, executed in a folder holding data/brick-ei and data/brick."""
     import re
 
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
     section = readme.split("## Python API", 1)[1].split("\n## ", 1)[0]
     [code] = re.findall(r"```python\n(.*?)```", section, re.S)
     (tmp_path / "data").mkdir()
@@ -71,7 +71,7 @@ def test_the_wheel_lists_every_package():
     """pyproject names the packages (the API folder is installed as `vadblocks`): a new subpackage must be added."""
     import tomllib
 
-    root = Path(__file__).parents[1]
+    root = Path(__file__).parents[2]
     conf = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
     folders = {
         ".".join(p.parent.relative_to(root).parts)

@@ -21,9 +21,7 @@ from framework.serve.eim import write_eim
 from framework.serve.runtimes import open_runtime, resolve_runtime
 from framework.train.export import FILES, save_with_exports
 from framework.train.pipeline import AnomalyModel, train
-from tests.conftest import invoke, write_plugin_dist
-from tests.test_linux_sdks import EimProcess, packed_pixels
-from tests.test_plugins import MEAN_SCORER
+from tests.helpers import MEAN_SCORER, EimProcess, invoke, packed_pixels, write_plugin_dist
 
 
 def assert_parity(ref: np.ndarray, got: np.ndarray, rel: float) -> None:

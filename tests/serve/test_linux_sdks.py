@@ -9,10 +9,8 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -24,9 +22,9 @@ import pytest
 from PIL import Image
 
 from framework.serve.eim import write_eim
-from tests.conftest import invoke
+from tests.helpers import EimProcess, invoke, packed_pixels
 
-SDK_DIR = Path(os.environ.get("VADBLOCKS_SDK_DIR", Path(__file__).resolve().parents[1] / ".sdk"))
+SDK_DIR = Path(os.environ.get("VADBLOCKS_SDK_DIR", Path(__file__).resolve().parents[2] / ".sdk"))
 SDK_PYTHON = SDK_DIR / "python" / "bin" / "python"
 NODE_MODULES = SDK_DIR / "node" / "node_modules"
 CLIENTS = Path(__file__).with_name("sdk")
@@ -137,44 +135,7 @@ def test_node_sdk_classifies_like_predict(sdk_python, model_dir, images, tmp_pat
     check_against_predict(out["before"], out["after"], predict(model_dir, images, "tflite"), threshold)
 
 
-def packed_pixels(image: Path | np.ndarray) -> list[int]:
-    """The SDKs' image features: one 0xRRGGBB number per pixel, of an image file or a 0..1 RGB array."""
-    if isinstance(image, np.ndarray):
-        px = (image * 255).round().astype(np.uint32)
-    else:
-        px = np.asarray(Image.open(image).convert("RGB"), dtype=np.uint32)
-    return ((px[..., 0] << 16) | (px[..., 1] << 8) | px[..., 2]).reshape(-1).tolist()
-
-
 # --- the raw protocol: bad requests never stop the runner ----------------------------------------------
-
-
-class EimProcess:
-    def __init__(self, eim: Path) -> None:
-        self.dir = tempfile.mkdtemp()
-        self.path = os.path.join(self.dir, "runner.sock")
-        self.proc = subprocess.Popen([str(eim), self.path], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.time() + 60
-        while not os.path.exists(self.path):
-            assert self.proc.poll() is None and time.time() < deadline, self.proc.stderr.read().decode()
-            time.sleep(0.05)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(30)
-        self.sock.connect(self.path)
-
-    def send(self, data: bytes) -> dict:
-        self.sock.sendall(data)
-        buf = b""
-        while not buf.endswith(b"\0"):
-            chunk = self.sock.recv(1 << 16)
-            assert chunk, "the runner closed the connection"
-            buf += chunk
-        return json.loads(buf[:-1])
-
-    def close(self) -> int:
-        self.sock.close()
-        self.proc.send_signal(2)
-        return self.proc.wait(timeout=30)
 
 
 def test_bad_requests_get_errors_and_the_runner_keeps_serving(sdk_python, model_dir, images, tmp_path):
@@ -237,7 +198,7 @@ print(json.dumps(heavy))
         capture_output=True,
         text=True,
         timeout=300,
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=Path(__file__).resolve().parents[2],
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
@@ -253,7 +214,7 @@ def server(model_dir):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=Path(__file__).resolve().parents[2],
     )
     line = proc.stdout.readline()
     assert "http://127.0.0.1:" in line, line + proc.stderr.read()

@@ -16,7 +16,7 @@ from framework.backbone import load_weights_file
 from framework.data import resize_images
 from framework.errors import VadblocksError
 from framework.weights import wheel_file
-from tests.conftest import invoke
+from tests.helpers import invoke
 
 SELF_MADE = {  # backbones without offline weights: the tests make and save their own
     "resnet18": lambda: torchvision.models.resnet18(weights=None),

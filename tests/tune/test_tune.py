@@ -25,9 +25,9 @@ from framework.train.feature_cache import FeatureCache
 from framework.train.pipeline import train
 from framework.tune.search_space import SearchSpace, distribution, image_sizes
 from framework.tune.tuner import Budget, leaderboard, pareto_front
-from tests.conftest import invoke, write_plugin_dist
+from tests.helpers import invoke, write_plugin_dist
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # onnx trials export in a fraction of a second; the latency limit keeps a loaded CI machine within the budget
 QUICK = ("--runtime", "onnx", "--backbone", "mobilenetv2", "--export", "onnx", "--quiet", "--max-latency-ms", "100")
 # workers pick configurations at random: a file budget no bank reaches keeps a large one from being pruned
@@ -536,7 +536,7 @@ def test_start_trial_runs_once_when_workers_race(tmp_path):
     url = f"sqlite:///{tmp_path / 'race.db'}"
     optuna.create_study(storage=url, study_name="race")
     start_at = str(time.time() + 3)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     workers = [
         subprocess.Popen([sys.executable, "-c", RACE_WORKER, url, start_at], env=env, stderr=subprocess.PIPE, text=True)
         for _ in range(4)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import invoke
+from tests.helpers import invoke
 
 CHROMIUM = os.environ.get("VADBLOCKS_CHROMIUM", "/usr/bin/chromium")
 ARGS = [

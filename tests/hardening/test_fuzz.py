@@ -24,7 +24,7 @@ from framework.portable.impulse import ExportedModel
 from framework.portable.modelfiles import check_model_dir, integrity, npz_layout
 from framework.serve.runtimes import open_runtime
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FUZZ = settings(
     max_examples=60,
     deadline=None,

@@ -16,7 +16,7 @@ from framework.metrics import auroc, best_f1
 from framework.train import augment, thresholds, validation
 from framework.train.pipeline import AnomalyModel, train
 from framework.train.synthetic import KINDS, SCALES, make_anomalies
-from tests.conftest import invoke
+from tests.helpers import invoke
 
 
 def metrics_f1(labels: np.ndarray, predicted: np.ndarray) -> float:

@@ -21,9 +21,9 @@ from framework.errors import VadblocksError
 from framework.portable.impulse import ExportedModel
 from framework.portable.modelfiles import check_model_dir, integrity, npz_layout
 from framework.serve.eim import write_eim
-from tests.conftest import invoke
+from tests.helpers import invoke
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "TQDM_DISABLE": "1", "PYTHONPATH": str(ROOT)}
 
 

@@ -13,7 +13,7 @@ from framework.demo_data import TEXTURES, make_demo_dataset
 from framework.metrics import best_f1, evaluate
 from framework.plugins import get_registry
 from framework.train.pipeline import AnomalyModel, train
-from tests.conftest import invoke
+from tests.helpers import invoke
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import pytest
 from framework.config import dumps_parameters_json, resolve, to_args
 from framework.errors import VadblocksError
 from framework.params import Param
-from tests.conftest import invoke
+from tests.helpers import invoke
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_root_parameters_json_is_the_generated_one(fresh_plugins):

@@ -10,7 +10,7 @@ import pytest
 
 from framework.data import load_dataset
 from framework.errors import VadblocksError
-from tests.conftest import invoke
+from tests.helpers import invoke
 
 
 def ei_dir(root: Path, x_train, y_train=None, x_test=None, y_test=None, info: dict | None = None) -> Path:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def start_server(model_dir: Path, *args: str) -> tuple[subprocess.Popen, str, int, int]:
