@@ -15,6 +15,7 @@ from framework import __version__
 from framework.errors import Interrupted, VadblocksError
 from framework.portable.formats import EXPORT_FILES, RUNTIMES
 from framework.serve.limits import MAX_PIXELS
+from framework.tune.targets import TARGET_NAMES
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 EXTRA_ARGS = {"ignore_unknown_options": True, "allow_extra_args": True, **CONTEXT}
@@ -443,6 +444,28 @@ def eim(model_directory: Path, out: Path, runtime: str, interpreter: str) -> Non
     )
 
 
+@cli.command(name="export")
+@click.option("--model-directory", required=True, type=click.Path(path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Folder for the C++ sources.")
+@click.option(
+    "--runtime",
+    default="tflite-int8",
+    show_default=True,
+    type=click.Choice(("tflite-int8", "tflite")),
+    help="The file to embed (int8 for microcontrollers).",
+)
+def export_cmd(model_directory: Path, out: Path, runtime: str) -> None:
+    """Write C++ sources for TensorFlow Lite Micro: model_data.h/.cc (the file as an array, its arena, grid and
+    threshold) and an example main.cc that runs one image through TFLM's MicroInterpreter."""
+    from framework.serve.cpp import write_cpp
+
+    done = write_cpp(model_directory, out, runtime)
+    click.echo(
+        f"Wrote {', '.join(p.name for p in done.paths)} to {out}: {done.model_bytes:,} bytes of model (flash), "
+        f"TFLM arena {done.arena_bytes:,} bytes (RAM), {len(done.operators)} operators"
+    )
+
+
 @cli.command()
 @click.option("--model-directory", required=True, type=click.Path(path_type=Path))
 @click.option("--port", type=click.IntRange(0, 65535), default=1337, show_default=True, help="0 picks a free port.")
@@ -561,12 +584,13 @@ def build(
 @click.option("--max-ram-kb", type=float, default=None, callback=_finite, help="Peak activation memory budget (KB).")
 @click.option(
     "--target",
-    type=click.Choice(["low-power", "high-power", "none"]),
+    type=click.Choice([*TARGET_NAMES, "none"]),
     default="high-power",
     show_default=True,
     help="Budget preset (explicit limits win): low-power = int8 TFLite, 1 ms, 300 KB "
-    "file, 512 KB RAM, starting from GMM; high-power = float TFLite, 3 ms, 8 MB, 32 MB, starting from "
-    "PatchCore; none = no limits but the explicit ones.",
+    "file, 512 KB TFLM arena, starting from GMM; boards cortex-m4f (256 KB RAM, 1 MB flash), esp32-s3 "
+    "(512 KB, 8 MB), cortex-m7 (1 MB, 2 MB) = the int8 file under TFLM within the board's RAM and flash; "
+    "high-power = float TFLite, 3 ms, 8 MB, 32 MB, starting from PatchCore; none = no limits but the explicit ones.",
 )
 @click.option(
     "--storage",

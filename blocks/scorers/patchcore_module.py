@@ -78,8 +78,9 @@ class PatchCoreModule(nn.Module):
     in (``addmm`` -> ONNX Gemm), then one min-reduction. Deeper levels reach the stride-8 grid by
     bilinear upsampling, which is linear, so their dot products are taken at the level's own
     resolution and upsampled instead of the features: 4x (16x) fewer multiply-adds for a stride-16
-    (32) level, the same distances. The nearest entry's index is only looked up for the most
-    anomalous patch, which the score reweighting needs.
+    (32) level, the same distances. The score reweighting needs the most anomalous patch's nearest
+    entry and that entry's neighbourhood: one-hot masks and a constant-index gather, so the graph
+    only uses operators TensorFlow Lite Micro registers.
     """
 
     def __init__(
@@ -140,20 +141,28 @@ class PatchCoreModule(nn.Module):
         c = x.shape[-1]
         patch = (self.min_distances(maps, exclude) + (x * x).sum(-1)).clamp_min(0.0).sqrt()
         grid = patch.reshape(n, h, w)
-        top, where = patch.max(dim=1)
+        top = patch.amax(dim=1, keepdim=True)
         if self.bank_knn.shape[1] < 2:
-            return grid, top
-        x_star = x.gather(1, where[:, None, None].expand(n, 1, c))[:, 0]  # (N, C)
+            return grid, top[:, 0]
+        # The most anomalous patch and its nearest entry are picked by one-hot masks, not by indices:
+        # index lookups become SELECT ops that TensorFlow Lite Micro does not have (ties, which
+        # practically never occur, average the tied patches / entries).
+        pick = (patch >= top).float()
+        x_star = (pick[:, None, :] @ x)[:, 0] / pick.sum(1, keepdim=True)  # (N, C)
         d_star = self.bank_sq  # (N, M), by the same bank slices as the grid (no second copy in files)
         for first, c_l in level_channels(maps):
             d_star = torch.addmm(d_star, x_star[:, first : first + c_l], self.bank_t[first : first + c_l], alpha=-2.0)
+        dist = (d_star + (x_star * x_star).sum(1, keepdim=True)).clamp_min(0.0).sqrt()  # x* to every entry
         if exclude is not None:
             d_star = d_star.masked_fill(exclude, float("inf"))
-        support = self.bank_knn[d_star.argmin(dim=1)]  # (N, k): nearest entry first, then its neighbours
-        sup = self.bank_t[:, support].permute(1, 2, 0)  # (N, k, C)
-        d_sup = (x_star[:, None, :] - sup).pow(2).sum(-1).sqrt()
+        nearest = (d_star <= d_star.amin(dim=1, keepdim=True)).float()
+        nearest = nearest / nearest.sum(1, keepdim=True)  # (N, M) one-hot of x*'s nearest entry
+        m, k = self.bank_knn.shape
+        # distances from x* to each entry's neighbourhood (itself first), taken at the nearest entry
+        hood = dist.index_select(1, self.bank_knn.reshape(-1)).view(n, m, k)
+        d_sup = (nearest[:, :, None] * hood).sum(1)  # (N, k)
         weight = 1.0 - torch.softmax(d_sup, dim=-1)[:, 0]
-        return grid, weight * top
+        return grid, weight * top[:, 0]
 
 
 def nearest_patches(

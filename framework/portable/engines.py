@@ -12,7 +12,7 @@ from typing import Protocol
 import numpy as np
 
 from .errors import ServingError
-from .formats import EXPORT_FILES
+from .formats import RUNTIME_FILES
 from .silence import quiet
 
 SCALINGS = {  # imageInputScaling -> (low, high) of the stored values
@@ -114,14 +114,22 @@ def load_engine(
     input_shape: tuple[int, ...] | None = None,
     grid_shape: tuple[int, ...] | None = None,
 ) -> Engine:
-    """The engine for export format ``fmt`` (``tflite``, ``tflite-int8`` or ``onnx``) of a path or bytes.
+    """The engine for runtime ``fmt`` (``tflite``, ``tflite-int8``, ``tflm`` or ``onnx``) of a path or bytes.
 
     ``input_shape`` (H, W, C) and ``grid_shape`` (G, G), when given, must be what the file declares.
     """
-    if fmt not in EXPORT_FILES:
-        raise ServingError(f"unknown model format {fmt!r}; choose from {', '.join(EXPORT_FILES)}")
-    name = EXPORT_FILES[fmt] if isinstance(model, bytes) else str(model)
-    engine: Engine = OnnxEngine(model, threads, name) if fmt == "onnx" else TFLiteEngine(model, threads, name)
+    if fmt not in RUNTIME_FILES:
+        raise ServingError(f"unknown model format {fmt!r}; choose from {', '.join(RUNTIME_FILES)}")
+    name = RUNTIME_FILES[fmt] if isinstance(model, bytes) else str(model)
+    engine: Engine
+    if fmt == "onnx":
+        engine = OnnxEngine(model, threads, name)
+    elif fmt == "tflm":
+        from .micro import MicroEngine
+
+        engine = MicroEngine(model, threads, name)
+    else:
+        engine = TFLiteEngine(model, threads, name)
     for what, want, got in (("input", input_shape, engine.input_shape), ("grid", grid_shape, engine.grid_shape)):
         if want is not None and tuple(got) != (1, *want):
             raise ServingError(

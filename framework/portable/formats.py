@@ -14,8 +14,11 @@ FILE_RUNTIMES: dict[str, tuple[str, str]] = {
     "onnx": ("model.onnx", "onnxruntime"),
     "tflite": ("model.tflite", "ai_edge_litert"),
     "tflite-int8": ("model_quantized_int8_io.tflite", "ai_edge_litert"),
+    "tflm": ("model_quantized_int8_io.tflite", "tflite_micro"),  # the int8 file under TensorFlow Lite Micro
 }
-EXPORT_FILES = {name: file for name, (file, _) in FILE_RUNTIMES.items()}
+EXPORTS = ("onnx", "tflite", "tflite-int8")  # the files `--export` writes (each named after its first runtime)
+EXPORT_FILES = {name: FILE_RUNTIMES[name][0] for name in EXPORTS}
+RUNTIME_FILES = {name: file for name, (file, _) in FILE_RUNTIMES.items()}
 RUNTIME_PACKAGES = {name: package for name, (_, package) in FILE_RUNTIMES.items()}
 AUTO_ORDER = ("tflite", "onnx")  # `--runtime auto`: the first float file whose runtime is installed, fastest first
 IN_PROCESS = "torch"  # the model directory's own state, run by torch (no exported file)

@@ -32,13 +32,13 @@ import numpy as np
 
 from .engines import SCALINGS, Engine, load_engine, to_input_scaling
 from .errors import ServingError
-from .formats import EXPORT_FILES
+from .formats import RUNTIME_FILES
 from .modelfiles import METADATA_FILE, check_model_dir, engine_shapes, read_metadata, verify_bytes
 
 LABELS = ["anomaly", "no anomaly"]
 HAS_ANOMALY = {"gmm": 3, "patchcore": 4}  # Edge Impulse's VisualGMM / VisualPatchcore; others VisualCustom
 HAS_ANOMALY_CUSTOM = 6
-ENGINE_IDS = {"tflite": 4, "tflite-int8": 4, "onnx": 255}  # TfliteFull; ONNX has no id of its own (None)
+ENGINE_IDS = {"tflite": 4, "tflite-int8": 4, "tflm": 4, "onnx": 255}  # TfliteFull; ONNX has no id of its own (None)
 SENSOR_CAMERA = 3
 THRESHOLD_ID = 1  # the learn block whose threshold `set_threshold` changes
 RESIZE_MODE = "squash"  # how vadblocks resizes images to the model's input (predict, folder layouts)
@@ -95,9 +95,9 @@ class ExportedModel:
     ) -> "ExportedModel":
         """Open ``fmt``'s file of a vadblocks model directory (``meta``: its checked metadata, if already read)."""
         meta = meta if meta is not None else check_model_dir(model_dir)
-        if fmt not in EXPORT_FILES:
-            raise ServingError(f"unknown model format {fmt!r}; choose from {', '.join(EXPORT_FILES)}")
-        path = os.path.join(model_dir, EXPORT_FILES[fmt])
+        if fmt not in RUNTIME_FILES:
+            raise ServingError(f"unknown model format {fmt!r}; choose from {', '.join(RUNTIME_FILES)}")
+        path = os.path.join(model_dir, RUNTIME_FILES[fmt])
         if not os.path.isfile(path):
             raise ServingError(f"{path} does not exist: train with --export including {fmt}")
         return cls(meta, load_engine(fmt, path, threads, **engine_shapes(meta)), fmt)

@@ -7,33 +7,29 @@ import io
 import os
 import sys
 import tempfile
-from typing import Iterator
+from typing import Callable, Iterator
 
 from .errors import ServingError
 
 
 @contextlib.contextmanager
-def quiet(what: str = "model conversion") -> Iterator[None]:
-    """Send fd 1 and 2 (and Python's stdout/stderr) to a sink while the block runs.
-
-    An exception other than :class:`ServingError` becomes one, carrying the tail of what was
-    captured, prefixed with ``what failed``.
-    """
+def captured() -> Iterator[Callable[[], str]]:
+    """Send fd 1 and 2 (and Python's stdout/stderr) to a temporary file while the block runs; yields a
+    function that returns what was written there so far (native code's messages included)."""
     sys.stdout.flush()
     sys.stderr.flush()
     saved = [os.dup(1), os.dup(2)]
     with tempfile.TemporaryFile(mode="w+b") as sink:
+
+        def text() -> str:
+            sink.seek(0)
+            return sink.read().decode(errors="replace")
+
         os.dup2(sink.fileno(), 1)
         os.dup2(sink.fileno(), 2)
         try:
             with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-                yield
-        except ServingError:
-            raise
-        except Exception as exc:
-            sink.seek(0)
-            tail = sink.read().decode(errors="replace")[-1500:]
-            raise ServingError(f"{what} failed: {type(exc).__name__}: {exc}\n{tail}".rstrip()) from exc
+                yield text
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -41,3 +37,19 @@ def quiet(what: str = "model conversion") -> Iterator[None]:
             os.dup2(saved[1], 2)
             for fd in saved:
                 os.close(fd)
+
+
+@contextlib.contextmanager
+def quiet(what: str = "model conversion") -> Iterator[None]:
+    """Silence fd 1 and 2 (and Python's stdout/stderr) while the block runs.
+
+    An exception other than :class:`ServingError` becomes one, carrying the tail of what was
+    captured, prefixed with ``what failed``.
+    """
+    with captured() as text:
+        try:
+            yield
+        except ServingError:
+            raise
+        except Exception as exc:
+            raise ServingError(f"{what} failed: {type(exc).__name__}: {exc}\n{text()[-1500:]}".rstrip()) from exc

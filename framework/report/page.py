@@ -20,7 +20,7 @@ from PIL import Image
 from framework.data import Split
 from framework.metrics import evaluate
 from framework.outputs import atomic_write_text
-from framework.portable.formats import EXPORT_FILES
+from framework.portable.formats import RUNTIME_FILES
 
 PAGE = Path(__file__).with_name("report_page.html")
 DATA_MARK = "/*__REPORT_DATA__*/"
@@ -114,7 +114,7 @@ def report_data(
             "inputShape": meta["inputShape"],
             "gridSize": meta["gridSize"],
             "runtime": runtime,
-            "runtimeFile": EXPORT_FILES.get(runtime),
+            "runtimeFile": RUNTIME_FILES.get(runtime),
             "latencyMs": latency_ms,
             "files": files,
             "numTrainImages": meta.get("numTrainImages"),

@@ -20,7 +20,7 @@ from framework.portable.formats import EXPORT_FILES, RUNTIME_PACKAGES
 from framework.portable.modelfiles import METADATA_FILE, check_model_dir
 
 EIM_RUNTIMES = tuple(EXPORT_FILES)  # every exported file; tflite is the default
-PORTABLE_MODULES = ("__init__", "errors", "silence", "formats", "engines", "modelfiles", "impulse")
+PORTABLE_MODULES = ("__init__", "errors", "silence", "formats", "engines", "micro", "modelfiles", "impulse")
 MAIN = """import os
 import sys
 

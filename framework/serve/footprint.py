@@ -4,11 +4,14 @@ Peak memory is the activation arena the file needs: every tensor an operator pro
 input) lives from the operator that writes it to the last one that reads it, and a greedy planner
 (largest tensor first, lowest free offset; the scheme of TensorFlow Lite Micro's
 ``GreedyMemoryPlanner``) lays them out in one buffer. Weights are counted in the file size, not here;
-operator scratch buffers are not counted. Needs numpy and the file's runtime only (no torch).
+operator scratch buffers are not counted. Needs numpy and the file's runtime only (no torch). For the
+int8 file, TensorFlow Lite Micro's own measured arena (:mod:`framework.portable.micro`) replaces this
+estimate where tflite-micro is installed.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import statistics
 import time
@@ -123,15 +126,64 @@ def peak_ram_bytes(path: str | Path, fmt: str) -> int:
         raise VadblocksError(f"cannot read the operators of {path}: {exc}") from None
 
 
-def measure(model_dir: str | Path, fmt: str, image: np.ndarray, runs: int = LATENCY_RUNS) -> dict[str, float]:
-    """Latency (ms, one thread, batch 1, median), file size (KB) and peak activation memory (KB) of the
-    ``fmt`` file of a model directory, running ``image`` (H, W, 3, 0..1) through the file's own runtime."""
+MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL")
+
+
+def tflite_macs(path: str | Path) -> int:
+    """Multiply-accumulates of one inference of a .tflite file: its convolutions, depthwise convolutions,
+    fully connected layers and matrix products (the rest is a few percent at most)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    it = Interpreter(
+        model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    )
+    shapes = {d["index"]: [int(v) for v in d["shape"]] for d in it.get_tensor_details()}
+    total = 0
+    for op in it._get_ops_details():
+        if op["op_name"] not in MAC_OPS:
+            continue
+        out = int(np.prod(shapes[int(op["outputs"][0])]))
+        weights = shapes[int(op["inputs"][1])]
+        if op["op_name"] == "CONV_2D":  # (Cout, kh, kw, Cin)
+            total += out * int(np.prod(weights[1:]))
+        elif op["op_name"] == "DEPTHWISE_CONV_2D":  # (1, kh, kw, C x multiplier)
+            total += out * weights[1] * weights[2]
+        elif op["op_name"] == "FULLY_CONNECTED":  # (units, inputs)
+            total += out * weights[-1]
+        else:  # BATCH_MATMUL: (..., n, k) x (..., k, m)
+            total += out * shapes[int(op["inputs"][0])][-1]
+    return total
+
+
+def measure(
+    model_dir: str | Path, fmt: str, image: np.ndarray, runs: int = LATENCY_RUNS, micro: bool = False
+) -> dict[str, float | None]:
+    """Latency (ms, one thread, batch 1, median), file size (KB), peak activation memory (KB) and millions of
+    multiply-accumulates of the ``fmt`` file of a model directory, running ``image`` (H, W, 3, 0..1) through
+    the file's own runtime.
+
+    For the int8 file with tflite-micro installed, ``ram_kb`` is TensorFlow Lite Micro's measured arena
+    (``arena_kb``), else the planner's estimate (``planner_ram_kb``, always given); ``micro``: the file must run
+    under TFLM (a microcontroller target), else this raises naming what TFLM lacks.
+    """
+    from framework.portable import micro as tflm
     from framework.serve.runtimes import open_runtime
 
     path = Path(model_dir) / EXPORT_FILES[fmt]
     engine = open_runtime(model_dir, fmt, threads=1)
+    planner_kb = peak_ram_bytes(path, fmt) / 1024
+    arena_kb = None
+    if fmt == "tflite-int8" and (micro or importlib.util.find_spec("tflite_micro") is not None):
+        try:
+            arena_kb = tflm.measure_arena(path.read_bytes(), path.name).total / 1024
+        except VadblocksError:
+            if micro:
+                raise
     return {
         "latency_ms": measure_latency(engine, image, runs),
         "model_kb": os.path.getsize(path) / 1024,
-        "ram_kb": peak_ram_bytes(path, fmt) / 1024,
+        "ram_kb": planner_kb if arena_kb is None else arena_kb,
+        "planner_ram_kb": planner_kb,
+        "arena_kb": arena_kb,
+        "macs_m": None if fmt == "onnx" else tflite_macs(path) / 1e6,
     }

@@ -12,6 +12,7 @@ training images). Scorer plugins need no export code: their scoring module is th
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ from torch import nn
 
 from framework import interrupts
 from framework.errors import VadblocksError
+from framework.portable import micro
 from framework.portable.engines import INPUT_NAME, OUTPUT_NAMES, SCALINGS, to_input_scaling
 from framework.portable.formats import EXPORT_FILES as FILES
 from framework.portable.silence import quiet
@@ -262,4 +264,6 @@ def write_exports(
         if fmt == "tflite-int8":
             entries[fmt]["precision"] = precision
             entries[fmt]["floatModules"] = list(int8_float_modules)
+            if importlib.util.find_spec("tflite_micro") is not None:  # what a microcontroller would need
+                entries[fmt]["tflm"] = micro.describe(path.read_bytes(), FILES[fmt])
     return entries

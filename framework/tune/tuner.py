@@ -32,6 +32,7 @@ from framework.errors import VadblocksError
 from framework.outputs import atomic_write_text
 from framework.params import SCORER_PARAM
 from framework.portable.formats import EXPORT_FILES
+from framework.tune.targets import TARGETS, Budget, Target
 
 if TYPE_CHECKING:  # pragma: no cover
     import optuna
@@ -52,79 +53,6 @@ HEARTBEAT_S, GRACE_S = 20, 120  # a trial whose worker died is marked failed aft
 SCHEMA_RETRIES = 4
 # what a worker sees when another one is creating the tables of a new study database at the same moment
 SCHEMA_RACE = ("already exists", "UniqueViolation", "UNIQUE constraint failed", "database is locked")
-
-
-@dataclass(frozen=True)
-class Budget:
-    """Device limits a configuration must meet (None = no limit)."""
-
-    max_latency_ms: float | None = None
-    max_model_kb: float | None = None
-    max_ram_kb: float | None = None
-
-    LIMITS = (
-        ("max_latency_ms", "latency_ms", "ms"),
-        ("max_model_kb", "model_kb", "KB"),
-        ("max_ram_kb", "ram_kb", "KB"),
-    )
-
-    def excess(self, measured: dict[str, float]) -> dict[str, float]:
-        """Per limit: how far ``measured`` is over it, relative to the limit (<= 0 = within)."""
-        return {
-            key: measured[key] / limit - 1.0
-            for attr, key, _ in self.LIMITS
-            if (limit := getattr(self, attr)) is not None
-        }
-
-    def broken(self, measured: dict[str, float]) -> list[str]:
-        """Human descriptions of the limits ``measured`` breaks."""
-        return [
-            f"{key.split('_')[0]} {measured[key]:.3g} {unit} > {limit:g} {unit}"
-            for attr, key, unit in self.LIMITS
-            if (limit := getattr(self, attr)) is not None and measured[key] > limit
-        ]
-
-    def describe(self) -> str:
-        parts = [
-            f"{key.split('_')[0]} <= {getattr(self, attr):g} {unit}"
-            for attr, key, unit in self.LIMITS
-            if getattr(self, attr) is not None
-        ]
-        return ", ".join(parts) or "no limits"
-
-
-@dataclass(frozen=True)
-class Target:
-    """A ``--target`` preset: a runtime, a budget, the scorer the study starts from, and parameter values it fixes
-    (unless given on the command line)."""
-
-    runtime: str
-    budget: Budget
-    start_scorer: str
-    description: str
-    fixed: dict[str, str] = field(default_factory=dict)
-
-
-TARGETS = {
-    # Microcontroller class (e.g. Cortex-M7, ~1 MB flash, ~512 KB SRAM): int8 model, Edge Impulse's GMM default.
-    "low-power": Target(
-        "tflite-int8",
-        Budget(max_latency_ms=1.0, max_model_kb=300, max_ram_kb=512),
-        "gmm",
-        "microcontroller class: int8 TFLite file, latency <= 1 ms on this machine's LiteRT, "
-        "file <= 300 KB, activations <= 512 KB, every layer int8 (no FPU assumed); "
-        "starts from GMM",
-        fixed={"int8-precision": "full"},
-    ),
-    # Linux class (Raspberry Pi 4 / Jetson): float TFLite, Edge Impulse's PatchCore default.
-    "high-power": Target(
-        "tflite",
-        Budget(max_latency_ms=3.0, max_model_kb=8192, max_ram_kb=32768),
-        "patchcore",
-        "Linux class: float TFLite file, latency <= 3 ms on this machine's LiteRT, "
-        "file <= 8 MB, activations <= 32 MB; starts from PatchCore",
-    ),
-}
 
 
 @dataclass
@@ -262,6 +190,11 @@ class Tuner:
         self.out = Path(out_directory)
         self.runtime, self.budget, preset = resolve_target(opts)
         self.start_scorer = preset.start_scorer if preset else None
+        self.micro = bool(preset and preset.micro and self.runtime == "tflite-int8")
+        if self.micro and importlib.util.find_spec("tflite_micro") is None:
+            raise VadblocksError(
+                f"--target {opts.target} measures each trial under TensorFlow Lite Micro: pip install tflite-micro"
+            )
         fixed = {
             **(preset.fixed if preset else {}),
             **known_values(opts.fixed, [p.name for p, _ in all_params(registry)]),
@@ -398,6 +331,8 @@ class Tuner:
                     "latency_ms",
                     "model_kb",
                     "ram_kb",
+                    "arena_kb",
+                    "macs_m",
                     "parameter_line",
                 )
             },
@@ -513,7 +448,7 @@ class Tuner:
         with tempfile.TemporaryDirectory(prefix="vadblocks-trial-") as tmp:
             picks = np.linspace(0, len(ds.train) - 1, min(TUNE_CALIBRATION, len(ds.train))).astype(int)
             save_with_exports(model, Path(tmp) / "m", (self.runtime,), calibration=ds.train.images[picks])
-            measured = footprint.measure(Path(tmp) / "m", self.runtime, ds.train.images[0])
+            measured = footprint.measure(Path(tmp) / "m", self.runtime, ds.train.images[0], micro=self.micro)
         return {
             "image_auroc": float(figures["image_auroc"]),
             "pixel_auroc": figures.get("pixel_auroc"),
@@ -522,7 +457,7 @@ class Tuner:
             "test_image_auroc": (val.get("labelled") or {}).get("image_auroc"),
             "accuracy_source": self.accuracy_source,
             "threshold": model.threshold,
-            **{k: round(float(v), 4) for k, v in measured.items()},
+            **{k: None if v is None else round(float(v), 4) for k, v in measured.items()},
             "fit_seconds": model.metadata["timings"]["fitSeconds"],
             "seconds": round(time.perf_counter() - t0, 2),
         }
@@ -589,6 +524,9 @@ def leaderboard(trials: list["optuna.trial.FrozenTrial"], budget: Budget) -> lis
             "latency_ms",
             "model_kb",
             "ram_kb",
+            "planner_ram_kb",
+            "arena_kb",
+            "macs_m",
             "seconds",
             "threshold",
             "repeat_of",
@@ -700,8 +638,8 @@ def write_pareto_png(
 def table(trials: list[dict[str, Any]], limit: int = 15) -> list[str]:
     """The leaderboard as aligned text lines (best first)."""
     head = (
-        f"{'#':>4} {'scorer':<10} {'backbone':<17} {'size':>4} {'AUROC':>6} {'ms':>6} {'KB':>7} {'RAM KB':>7}  "
-        "fits  settings"
+        f"{'#':>4} {'scorer':<10} {'backbone':<17} {'size':>4} {'AUROC':>6} {'ms':>6} {'KB':>7} {'RAM KB':>7} "
+        f"{'MMAC':>6}  fits  settings"
     )
     lines = [head]
     repeats = [t for t in trials if t.get("repeat_of") is not None]
@@ -716,10 +654,11 @@ def table(trials: list[dict[str, Any]], limit: int = 15) -> list[str]:
             for k, v in p.items()
             if k not in (SCORER_PARAM, "backbone", "threshold-policy", "target-fpr", "validation")
         )
+        macs = "-" if t.get("macs_m") is None else f"{t['macs_m']:.1f}"
         lines.append(
             f"{t['number']:>4} {p[SCORER_PARAM]:<10} {p['backbone']:<17} {t['image_size']:>4} "
-            f"{t['image_auroc']:>6.3f} {t['latency_ms']:>6.2f} {t['model_kb']:>7.0f} {t['ram_kb']:>7.0f}  "
-            f"{'yes' if t['fits'] else 'no ':<4}  {rest}"
+            f"{t['image_auroc']:>6.3f} {t['latency_ms']:>6.2f} {t['model_kb']:>7.0f} {t['ram_kb']:>7.0f} "
+            f"{macs:>6}  {'yes' if t['fits'] else 'no ':<4}  {rest}"
         )
     if len(trials) > limit:
         lines.append(f"... {len(trials) - limit} more in the leaderboard JSON")

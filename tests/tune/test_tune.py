@@ -24,7 +24,8 @@ from framework.serve.footprint import onnx_lifetimes, peak_ram_bytes, plan_arena
 from framework.train.feature_cache import FeatureCache
 from framework.train.pipeline import train
 from framework.tune.search_space import SearchSpace, distribution, image_sizes
-from framework.tune.tuner import Budget, leaderboard, pareto_front
+from framework.tune.targets import Budget
+from framework.tune.tuner import leaderboard, pareto_front
 from tests.helpers import invoke, write_plugin_dist
 
 ROOT = Path(__file__).resolve().parents[2]
