@@ -432,15 +432,25 @@ def predict(
     show_default=True,
     help="The interpreter of the file's #! line (needs numpy and the runtime's package).",
 )
-def eim(model_directory: Path, out: Path, runtime: str, interpreter: str) -> None:
+@click.option(
+    "--standalone",
+    is_flag=True,
+    help="A self-contained executable for this machine's architecture (Python, numpy and the runtime inside, "
+    "about 50 MB; built with PyInstaller): the target needs nothing installed.",
+)
+def eim(model_directory: Path, out: Path, runtime: str, interpreter: str, standalone: bool) -> None:
     """Pack a model into an .eim executable for Edge Impulse's Linux SDKs and edge-impulse-linux-runner."""
-    from framework.serve.eim import write_eim
+    from framework.serve.eim import write_eim, write_standalone_eim
 
-    path = write_eim(model_directory, out, runtime, interpreter)
+    if standalone:
+        path = write_standalone_eim(model_directory, out, runtime)
+        needs = "nothing installed on a Linux machine of this architecture"
+    else:
+        path = write_eim(model_directory, out, runtime, interpreter)
+        needs = f"Python 3 with numpy and {'onnxruntime' if runtime == 'onnx' else 'ai-edge-litert'}"
     click.echo(
         f"Wrote {path} ({path.stat().st_size / 1e6:.2f} MB, {runtime}); run it as `{path} SOCKET_PATH` "
-        "or give it to an Edge Impulse Linux SDK (needs Python 3 with numpy and "
-        f"{'onnxruntime' if runtime == 'onnx' else 'ai-edge-litert'})"
+        f"or give it to an Edge Impulse Linux SDK (needs {needs})"
     )
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import signal
 import socketserver
 import sys
@@ -33,6 +32,7 @@ import numpy as np
 from .engines import SCALINGS, Engine, load_engine, to_input_scaling
 from .errors import ServingError
 from .formats import RUNTIME_FILES
+from .framing import ID_PATTERN, MAX_REQUEST_BYTES, serve_unavailable, split_messages
 from .modelfiles import METADATA_FILE, check_model_dir, engine_shapes, read_metadata, verify_bytes
 
 LABELS = ["anomaly", "no anomaly"]
@@ -42,7 +42,6 @@ ENGINE_IDS = {"tflite": 4, "tflite-int8": 4, "tflm": 4, "onnx": 255}  # TfliteFu
 SENSOR_CAMERA = 3
 THRESHOLD_ID = 1  # the learn block whose threshold `set_threshold` changes
 RESIZE_MODE = "squash"  # how vadblocks resizes images to the model's input (predict, folder layouts)
-MAX_REQUEST_BYTES = 64 << 20
 
 
 def cell_boxes(gh: int, gw: int, height: int, width: int) -> list[tuple[int, int, int, int]]:
@@ -211,52 +210,6 @@ class ExportedModel:
 
 # --- the socket protocol -----------------------------------------------------------------------------
 
-_SPECIAL = re.compile(rb'[{}"\\]')
-_ID = re.compile(rb'"id"\s*:\s*(-?\d+)')
-
-
-def split_messages(buf: bytes) -> tuple[list[bytes], bytes]:
-    """Split received bytes into requests: the complete top-level JSON objects (and any text outside
-    an object, as its own item, to be answered with an error), and the incomplete object that waits
-    for more bytes. Braces inside strings (with escapes) do not count."""
-    out: list[bytes] = []
-    start = None
-    depth, in_string, skip = 0, False, -1
-    pos = 0
-    for m in _SPECIAL.finditer(buf):
-        i, ch = m.start(), m.group()
-        if i < skip:  # the character after a backslash inside a string
-            continue
-        if in_string:
-            if ch == b"\\":
-                skip = i + 2
-            elif ch == b'"':
-                in_string = False
-            continue
-        if ch == b'"':
-            if depth:
-                in_string = True
-            continue
-        if ch == b"{":
-            if depth == 0:
-                junk = buf[pos : m.start()].strip(b" \t\r\n\0")
-                if junk:
-                    out.append(junk)
-                start = m.start()
-            depth += 1
-        elif ch == b"}" and depth:
-            depth -= 1
-            if depth == 0:
-                out.append(buf[start : m.end()])
-                pos = m.end()
-    rest = buf[pos:]
-    if depth == 0:  # outside any object: only whitespace may wait; anything else can never become a request
-        junk = rest.strip(b" \t\r\n\0")
-        if junk:
-            out.append(junk)
-        rest = b""
-    return out, rest
-
 
 class Protocol:
     """Answers runner requests for one :class:`ExportedModel` (shared by all connections)."""
@@ -309,7 +262,7 @@ class Protocol:
 
     def answer(self, raw: bytes) -> bytes:
         """One request (bytes of a JSON object) -> the NUL-terminated answer."""
-        m = _ID.search(raw)
+        m = ID_PATTERN.search(raw)
         rid: Any = int(m.group(1)) if m else None
         try:
             try:
@@ -410,14 +363,15 @@ def open_packed(archive: str, threads: int = 1) -> ExportedModel:
 
 
 def eim_main(archive: str, argv: list[str]) -> int:
-    """Entry point of a packed .eim: ``model.eim SOCKET_PATH``."""
+    """Entry point of a packed .eim: ``model.eim SOCKET_PATH``. A model that cannot be opened is reported on
+    stderr and, as the error of every request, on the socket (an SDK waiting for it sees why)."""
     if len(argv) != 1 or argv[0] in ("-h", "--help"):
         print("usage: model.eim SOCKET_PATH   (Edge Impulse Linux runner protocol over a UNIX socket)", file=sys.stderr)
         return 2
     try:
         model = open_packed(archive, int(os.environ.get("VADBLOCKS_THREADS", "1")))
     except (ServingError, OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
-        print(f"Error: cannot open the model packed in {archive}: {exc}", file=sys.stderr)
+        serve_unavailable(argv[0], f"cannot open the model packed in {archive}: {exc}")
         return 2
     serve_socket(model, argv[0])
     return 0

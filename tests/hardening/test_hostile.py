@@ -21,7 +21,7 @@ from framework.errors import VadblocksError
 from framework.portable.impulse import ExportedModel
 from framework.portable.modelfiles import check_model_dir, integrity, npz_layout
 from framework.serve.eim import write_eim
-from tests.helpers import invoke
+from tests.helpers import EimProcess, invoke
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "TQDM_DISABLE": "1", "PYTHONPATH": str(ROOT)}
@@ -171,10 +171,15 @@ def test_the_eim_checks_the_model_it_carries(model_dir, tmp_path):
     bad = tmp_path / "bad.eim"
     bad.write_bytes(bytes(data))
     bad.chmod(0o755)
-    proc = subprocess.run([str(bad), str(tmp_path / "s.sock")], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and "cannot open the model packed in" in proc.stderr
-    assert "CRC-32" in proc.stderr or "SHA-256" in proc.stderr  # the zip's own check comes first
-    assert "Traceback" not in proc.stderr and not (tmp_path / "s.sock").exists()
+    runner = EimProcess(bad)  # it still opens its socket: an SDK waiting for it must learn why it cannot run
+    answer = runner.send(json.dumps({"id": 7, "hello": 1}).encode())
+    assert answer["id"] == 7 and answer["success"] is False
+    assert "cannot open the model packed in" in answer["error"]
+    assert "CRC-32" in answer["error"] or "SHA-256" in answer["error"]  # the zip's own check comes first
+    assert runner.close() != 0
+    stderr = runner.proc.stderr.read().decode()
+    assert "Error: cannot open the model packed in" in stderr and "Traceback" not in stderr
+    assert not Path(runner.path).exists()
 
 
 def test_a_good_model_directory_passes(model_dir):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from framework.errors import VadblocksError
 from framework.serve.eim import write_eim
 from tests.helpers import EimProcess, invoke, packed_pixels
 
@@ -330,3 +332,99 @@ def test_http_bad_uploads(server):
     assert status == 400 and "corrupt or not an image" in text
     assert http(server, "/api/nothing")[0] == 404
     assert http(server, "/api/info")[0] == 200  # still serving
+
+
+# --- an .eim where the target has no numpy ----------------------------------------------------------------
+
+BARE_CLIENT = """
+import json, os, socket, subprocess, sys, time
+eim, sock, features = sys.argv[1], "/tmp/runner.sock", json.load(open(sys.argv[2]))
+runner = subprocess.Popen([eim, sock], stderr=subprocess.PIPE)
+while not os.path.exists(sock):
+    assert runner.poll() is None, runner.stderr.read()
+    time.sleep(0.05)
+s = socket.socket(socket.AF_UNIX)
+s.connect(sock)
+def ask(msg):
+    s.sendall(json.dumps(msg).encode())
+    buf = b""
+    while not buf.endswith(b"\\0"):
+        buf += s.recv(1 << 16)
+    return json.loads(buf[:-1])
+try:
+    import numpy
+    has_numpy = True
+except ImportError:
+    has_numpy = False
+out = {"numpy": has_numpy, "hello": ask({"id": 1, "hello": 1}), "classify": ask({"id": 2, "classify": features})}
+runner.terminate()
+runner.wait()
+print(json.dumps(out))
+"""
+
+
+def bare_python(tmp_path: Path) -> Path:
+    """A Python with the standard library only (a fresh virtual environment without pip)."""
+    env = tmp_path / "bare"
+    subprocess.run([sys._base_executable, "-m", "venv", "--without-pip", str(env)], check=True, timeout=120)
+    python = env / "bin" / "python"
+    assert subprocess.run([str(python), "-c", "import numpy"], capture_output=True).returncode != 0
+    return python
+
+
+def test_an_eim_without_numpy_tells_the_sdk_why(sdk_python, model_dir, tmp_path):
+    """Where the runner cannot start, the SDK that waits for its socket gets the reason as its error."""
+    eim = write_eim(model_dir, tmp_path / "model.eim", "tflite", interpreter=str(bare_python(tmp_path)))
+    script = (
+        "import sys\nfrom edge_impulse_linux.image import ImageImpulseRunner\n"
+        "runner = ImageImpulseRunner(sys.argv[1])\n"
+        "try:\n    runner.init()\nexcept Exception as exc:\n    print('SDK error:', exc)\nfinally:\n    runner.stop()\n"
+    )
+    proc = subprocess.run([str(sdk_python), "-c", script, str(eim)], capture_output=True, text=True, timeout=120)
+    assert "SDK error: this .eim runs on Python 3 with numpy" in proc.stdout, proc.stdout + proc.stderr
+    assert "No module named 'numpy'" in proc.stdout and "vadblocks eim --standalone" in proc.stdout
+
+
+@pytest.fixture(scope="module")
+def standalone_eim(model_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("standalone") / "model.eim"
+    said = invoke("eim", "--model-directory", model_dir, "--out", out, "--standalone").output
+    assert f"({out.stat().st_size / 1e6:.2f} MB, tflite)" in said and "needs nothing installed" in said
+    return out
+
+
+def test_standalone_eim_needs_no_python_packages(standalone_eim, model_dir, images, tmp_path):
+    """hello and classify inside a container whose image has Python but neither numpy nor LiteRT."""
+    from framework.container import runner
+
+    try:
+        client = runner.docker_client()
+    except VadblocksError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the container tests: {exc}")
+        pytest.skip(f"no Docker daemon answers: {exc}")
+    args = (
+        runner.read_build_args((), (Path(os.environ["VADBLOCKS_BUILD_ARGS_FILE"]),))
+        if os.environ.get("VADBLOCKS_BUILD_ARGS_FILE")
+        else {}
+    )
+    base = args.get("BASE_IMAGE", "vadblocks-base:bookworm-py311")
+    share = tmp_path / "share"
+    share.mkdir()
+    shutil.copy(standalone_eim, share / "model.eim")
+    (share / "client.py").write_text(BARE_CLIENT)
+    (share / "features.json").write_text(json.dumps(packed_pixels(images[-1])))
+    logs = client.containers.run(
+        base, ["python3", "/share/client.py", "/share/model.eim", "/share/features.json"],
+        volumes={str(share): {"bind": "/share", "mode": "ro"}}, network_disabled=True, remove=True,
+    )  # fmt: skip
+    out = json.loads(logs.decode().strip().splitlines()[-1])
+    assert out["numpy"] is False and out["hello"]["success"] and out["classify"]["success"]
+    [reference] = predict(model_dir, [images[-1]], "tflite")
+    assert abs(out["classify"]["result"]["anomaly"] - reference["score"]) <= 1e-4
+
+
+def test_python_sdk_classifies_through_the_standalone_eim(sdk_python, standalone_eim, model_dir, images):
+    out = run_python_sdk(sdk_python, standalone_eim, "socket", images)
+    threshold = json.loads((model_dir / "anomaly_metadata.json").read_text())["nominalThresholdScore"]
+    check_against_predict(out["before"], out["after"], predict(model_dir, images, "tflite"), threshold)
