@@ -568,3 +568,26 @@ def test_low_power_target_quantises_every_layer(small_data, registry, tmp_path):
     )
     assert mine.space.fixed["int8-precision"] == "mixed"
     assert "int8-precision" not in Tuner(data, tmp_path / "c", TuneOptions(), registry, log=lambda _: None).space.fixed
+
+
+def test_a_board_target_keeps_tflm_arena_and_flash_within_the_board(small_data, tmp_path):
+    """`--target esp32-s3`: each trial's int8 file runs under TFLM, RAM is TFLM's arena, the leaderboard shows
+    arena, flash and MACs; the chosen model loads in TFLM within the arena its metadata states."""
+    from framework.portable import micro
+
+    out = tmp_path / "board"
+    args = ("--data-directory", small_data["edge-impulse"], "--out-directory", out, "--n-trials", "2")
+    args += ("--target", "esp32-s3", "--image-size", "96", "--export", "tflite-int8", "--quiet")
+    result = tune_json(*args)
+    done = [t for t in result["trials"] if t["state"] == "COMPLETE"]
+    assert done and all(t["arena_kb"] and t["ram_kb"] == t["arena_kb"] and t["macs_m"] > 0 for t in done)
+    assert all(t["planner_ram_kb"] <= t["arena_kb"] for t in done)  # the planner leaves out TFLM's tail
+    assert all(t["fits"] == (t["arena_kb"] <= 512 and t["model_kb"] <= 8192) for t in done)
+    assert result["trials"][0]["parameters"]["scoring-function"] == "gmm"  # boards start from GMM
+    assert result["best"]["arena_kb"] <= 512
+    table = invoke("tune", *args).output  # the study is complete: this prints its leaderboard
+    assert any(line.split()[-3:-1] == ["MMAC", "fits"] for line in table.splitlines() if line.strip())
+    meta = json.loads((out / "model" / "anomaly_metadata.json").read_text())
+    tflm = meta["exports"]["tflite-int8"]["tflm"]
+    assert tflm["runs"] and tflm["arenaBytes"] <= 512 * 1024
+    micro.load((out / "model" / "model_quantized_int8_io.tflite").read_bytes(), "model", tflm["arenaBytes"])
