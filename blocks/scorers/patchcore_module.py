@@ -138,7 +138,6 @@ class PatchCoreModule(nn.Module):
         maps = pooled_levels(features, self.num_levels, self.pool_size, self.unpooled)
         n, _, h, w = maps[0].shape
         x = patch_rows(concat_levels(maps))
-        c = x.shape[-1]
         patch = (self.min_distances(maps, exclude) + (x * x).sum(-1)).clamp_min(0.0).sqrt()
         grid = patch.reshape(n, h, w)
         top = patch.amax(dim=1, keepdim=True)
