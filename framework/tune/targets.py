@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,9 @@ class Target:
     start_scorer: str
     description: str
     fixed: dict[str, str] = field(default_factory=dict)
-    micro: bool = False  # a microcontroller: every trial's file must run under TensorFlow Lite Micro
+    # a microcontroller: each trial's file must run under TensorFlow Lite Micro, whose arena is its RAM figure;
+    # "required": tune refuses to start without tflite-micro; "if-installed": else the planner's estimate
+    micro: Literal["no", "if-installed", "required"] = "no"
 
 
 def board(name: str, ram_kb: int, flash_kb: int) -> Target:
@@ -67,7 +70,7 @@ def board(name: str, ram_kb: int, flash_kb: int) -> Target:
         f"{name}: {ram_kb} KB RAM for TFLM's arena, {flash_kb} KB flash for the int8 file, every layer int8; "
         "starts from GMM",
         fixed={"int8-precision": "full"},
-        micro=True,
+        micro="required",
     )
 
 
@@ -81,7 +84,7 @@ TARGETS = {
         "file <= 300 KB, TFLM arena <= 512 KB, every layer int8 (no FPU assumed); "
         "starts from GMM",
         fixed={"int8-precision": "full"},
-        micro=True,
+        micro="if-installed",
     ),
     # Boards by their RAM (the tensor arena must fit) and flash (the model file must fit).
     "cortex-m4f": board("Cortex-M4F board (e.g. nRF52840)", 256, 1024),

@@ -190,11 +190,14 @@ class Tuner:
         self.out = Path(out_directory)
         self.runtime, self.budget, preset = resolve_target(opts)
         self.start_scorer = preset.start_scorer if preset else None
-        self.micro = bool(preset and preset.micro and self.runtime == "tflite-int8")
+        self.micro = bool(preset and preset.micro != "no" and self.runtime == "tflite-int8")
         if self.micro and importlib.util.find_spec("tflite_micro") is None:
-            raise VadblocksError(
-                f"--target {opts.target} measures each trial under TensorFlow Lite Micro: pip install tflite-micro"
-            )
+            if preset and preset.micro == "required":
+                raise VadblocksError(
+                    f"--target {opts.target} measures each trial under TensorFlow Lite Micro: pip install tflite-micro"
+                )
+            self.micro = False
+            log("tflite-micro is not installed: activations are the planner's estimate, not TFLM's measured arena")
         fixed = {
             **(preset.fixed if preset else {}),
             **known_values(opts.fixed, [p.name for p, _ in all_params(registry)]),
