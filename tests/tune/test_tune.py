@@ -591,3 +591,20 @@ def test_a_board_target_keeps_tflm_arena_and_flash_within_the_board(small_data, 
     tflm = meta["exports"]["tflite-int8"]["tflm"]
     assert tflm["runs"] and tflm["arenaBytes"] <= 512 * 1024
     micro.load((out / "model" / "model_quantized_int8_io.tflite").read_bytes(), "model", tflm["arenaBytes"])
+
+
+def test_without_tflite_micro_boards_refuse_and_low_power_falls_back(small_data, registry, tmp_path, monkeypatch):
+    import importlib.util
+
+    from framework.tune.tuner import DataSource, TuneOptions, Tuner
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "tflite_micro" else real(name, *a)
+    )
+    data = DataSource(small_data["edge-impulse"])
+    with pytest.raises(VadblocksError, match="cortex-m7 measures each trial under TensorFlow Lite Micro"):
+        Tuner(data, tmp_path / "a", TuneOptions(target="cortex-m7"), registry, log=lambda _: None)
+    said: list[str] = []
+    low = Tuner(data, tmp_path / "b", TuneOptions(target="low-power"), registry, log=said.append)
+    assert low.micro is False and any("planner's estimate" in line for line in said)
