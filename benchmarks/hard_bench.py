@@ -42,9 +42,30 @@ HEADER = (
 
 
 def main() -> None:
-    a, reg, config = bench_setup(__doc__)
+    a, reg, config = bench_setup(
+        __doc__,
+        extra=lambda ap: ap.add_argument(
+            "--dump",
+            default=None,
+            help="folder: per material an .npz of the scores the threshold policies saw (validation's held-out "
+            "normal and synthetic anomaly scores, the grouped held-out normal scores, the training scores) and "
+            "the test scores and labels, to compare policies without training again",
+        ),
+    )
     from framework.metrics import best_f1, evaluate
+    from framework.train import thresholds
     from framework.train.pipeline import train
+
+    seen: dict = {}
+    if a.dump:
+        Path(a.dump).mkdir(parents=True, exist_ok=True)
+        suggest = thresholds.suggest
+
+        def recording(policy, rate, train_scores, validation):  # what the policy saw, kept for --dump
+            seen.update(train_scores=np.asarray(train_scores), validation=validation)
+            return suggest(policy, rate, train_scores, validation)
+
+        thresholds.suggest = recording
 
     rows: dict[str, dict] = {}
     print(HEADER)
@@ -77,6 +98,18 @@ def main() -> None:
             "validation_s": model.metadata["timings"]["validationSeconds"],
         }
         print(_row(m, rows[m]), flush=True)
+        if a.dump and seen.get("validation"):
+            v_raw = seen["validation"]
+            np.savez(
+                Path(a.dump) / f"{m.replace('/', '__')}.npz",
+                train_scores=seen["train_scores"],
+                strict_normal=v_raw["strict"]["normal_scores"],
+                strict_anomaly=v_raw["strict"]["anomaly_scores"],
+                grouped_normal=(v_raw.get("grouped") or {}).get("normal_scores", np.zeros(0)),
+                test_scores=scores,
+                test_anomalous=test.anomalous,
+                threshold=model.threshold,
+            )
     families: dict[str, list[str]] = {}
     for m in rows:
         families.setdefault(m.split("/")[0] if "/" in m else "dev", []).append(m)

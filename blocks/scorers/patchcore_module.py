@@ -13,8 +13,23 @@ from torch import nn
 
 from framework.scorer import Features
 
-BANK_CHUNK = 8192  # bank entries scored at once: bounds scoring memory to HW x 8192 floats per image
+BANK_CHUNK = 512  # bank entries scored at once: bounds scoring memory to HW x 512 floats per image (also on devices)
+MAX_CONCAT = 10  # inputs of one concatenation in exported graphs (TensorFlow Lite Micro's limit)
 BLOCK_ELEMENTS = 1 << 19  # in-process distance blocks (patches x bank entries) stay within 2 MB (L2-sized)
+
+
+def join_columns(parts: list[torch.Tensor]) -> torch.Tensor:
+    """``torch.cat(parts, dim=1)`` of (N, M_i) blocks; beyond :data:`MAX_CONCAT` blocks each is zero-padded to
+    its place and the blocks are added (converters merge nested concatenations into one, and TensorFlow Lite
+    Micro concatenates at most 10 inputs)."""
+    if len(parts) <= MAX_CONCAT:
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+    total, start, out = sum(p.shape[1] for p in parts), 0, None
+    for p in parts:
+        placed = F.pad(p, (start, total - start - p.shape[1]))
+        out = placed if out is None else out + placed
+        start += p.shape[1]
+    return out
 
 
 def pooled_levels(features: Features, num_levels: int, pool_size: int, unpooled: bool = False) -> list[torch.Tensor]:
@@ -148,15 +163,23 @@ class PatchCoreModule(nn.Module):
         # practically never occur, average the tied patches / entries).
         pick = (patch >= top).float()
         x_star = (pick[:, None, :] @ x)[:, 0] / pick.sum(1, keepdim=True)  # (N, C)
-        d_star = self.bank_sq  # (N, M), by the same bank slices as the grid (no second copy in files)
-        for first, c_l in level_channels(maps):
-            d_star = torch.addmm(d_star, x_star[:, first : first + c_l], self.bank_t[first : first + c_l], alpha=-2.0)
+        m = self.bank_t.shape[1]
+        parts = []  # (N, M) by the same bank slices as the grid (no second copy of the bank in files)
+        for start in range(0, m, BANK_CHUNK):
+            stop = min(start + BANK_CHUNK, m)
+            part = self.bank_sq[start:stop]
+            for first, c_l in level_channels(maps):
+                part = torch.addmm(
+                    part, x_star[:, first : first + c_l], self.bank_t[first : first + c_l, start:stop], alpha=-2.0
+                )
+            parts.append(part)
+        d_star = join_columns(parts)
         dist = (d_star + (x_star * x_star).sum(1, keepdim=True)).clamp_min(0.0).sqrt()  # x* to every entry
         if exclude is not None:
             d_star = d_star.masked_fill(exclude, float("inf"))
         nearest = (d_star <= d_star.amin(dim=1, keepdim=True)).float()
         nearest = nearest / nearest.sum(1, keepdim=True)  # (N, M) one-hot of x*'s nearest entry
-        m, k = self.bank_knn.shape
+        k = self.bank_knn.shape[1]
         # distances from x* to each entry's neighbourhood (itself first), taken at the nearest entry
         hood = dist.index_select(1, self.bank_knn.reshape(-1)).view(n, m, k)
         d_sup = (nearest[:, :, None] * hood).sum(1)  # (N, k)

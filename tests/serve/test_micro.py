@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import blocks.scorers.patchcore_module as patchcore_module
 from framework.data import load_dataset
 from framework.errors import VadblocksError
 from framework.portable import micro
@@ -25,15 +26,20 @@ SCORERS = {"gmm": (), "patchcore": ("--sampling-ratio", "0.02")}  # a small bank
 
 @pytest.fixture(scope="module")
 def full_models(small_data, tmp_path_factory) -> dict[str, Path]:
-    """GMM and PatchCore of the demo brick, every layer int8 (`--int8-precision full`)."""
+    """GMM and PatchCore of the demo brick, every layer int8 (`--int8-precision full`); PatchCore's bank is scored
+    in more chunks than TFLM concatenates at once (its 10 inputs), as a large bank would be."""
     out = {}
-    for scorer, extra in SCORERS.items():
-        d = tmp_path_factory.mktemp("micro") / scorer
-        invoke(
-            "train", "--data-directory", small_data["edge-impulse"], "--out-directory", d, "--quiet",
-            "--scoring-function", scorer, *extra, "--int8-precision", "full", "--export", "tflite-int8",
-        )  # fmt: skip
-        out[scorer] = d
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(patchcore_module, "BANK_CHUNK", 16)
+        for scorer, extra in SCORERS.items():
+            d = tmp_path_factory.mktemp("micro") / scorer
+            invoke(
+                "train", "--data-directory", small_data["edge-impulse"], "--out-directory", d, "--quiet",
+                "--scoring-function", scorer, *extra, "--int8-precision", "full", "--export", "tflite-int8",
+            )  # fmt: skip
+            out[scorer] = d
+    bank = np.load(out["patchcore"] / "scorer_state.npz")["bank"]
+    assert len(bank) > patchcore_module.MAX_CONCAT * 16
     return out
 
 

@@ -178,12 +178,14 @@ def test_bank_is_scored_in_bounded_chunks(monkeypatch):
     feats = [torch.randn(6, 32, 12, 12, generator=g), torch.randn(6, 96, 6, 6, generator=g)]
     pc = patchcore.PatchCore(sampling_ratio=0.5).fit(feats)
     test = [f[:2] + 0.1 for f in feats]
+    monkeypatch.setattr(patchcore_module, "BANK_CHUNK", 8192)
     whole = pc.predict(test)
-    monkeypatch.setattr(patchcore_module, "BANK_CHUNK", 50)
-    pc._invalidate()
-    chunked = pc.predict(test)
-    for a, b in zip(whole, chunked):
-        np.testing.assert_allclose(a, b, rtol=1e-5)
+    for chunk in (50, 20):  # 9 chunks: one concatenation; 22: beyond MAX_CONCAT, padded blocks added
+        monkeypatch.setattr(patchcore_module, "BANK_CHUNK", chunk)
+        pc._invalidate()
+        chunked = pc.predict(test)
+        for a, b in zip(whole, chunked):
+            np.testing.assert_allclose(a, b, rtol=1e-5)
 
 
 def test_unknown_export_format(small_data, tmp_path):
