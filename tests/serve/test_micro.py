@@ -85,19 +85,23 @@ def test_tflm_gives_litert_reference_kernel_results(full_models, small_data, sco
     assert test["image_auroc"] is not None and test["n_images"] == 16
 
 
-GATHER_SCORER = MEAN_SCORER.replace(
-    "        return grid, grid.flatten(1).amax(1)",
-    "        flat = grid.flatten(1)\n        return grid, flat.gather(1, flat.argmax(1, keepdim=True))[:, 0]",
+GATHER_SCORER = (
+    MEAN_SCORER.replace(
+        "        return grid, grid.flatten(1).amax(1)",
+        "        flat = grid.flatten(1)\n        return grid, flat.gather(1, flat.argmax(1, keepdim=True))[:, 0]",
+    )
+    .replace('name = "meandist"', 'name = "gatherdist"')
+    .replace("meandist-scale", "gatherdist-scale")
 )
 
 
 def test_a_scorer_tflm_cannot_run_is_told_which_operator(small_data, tmp_path, monkeypatch, fresh_plugins):
     assert GATHER_SCORER != MEAN_SCORER
-    monkeypatch.syspath_prepend(str(write_plugin_dist(tmp_path / "s", "vad-gather", "vad_meandist", GATHER_SCORER)))
+    monkeypatch.syspath_prepend(str(write_plugin_dist(tmp_path / "s", "vad-gather", "vad_gather", GATHER_SCORER)))
     out = tmp_path / "m"
     invoke(
         "train", "--data-directory", small_data["edge-impulse"], "--out-directory", out, "--quiet",
-        "--scoring-function", "meandist", "--int8-precision", "full", "--export", "tflite-int8",
+        "--scoring-function", "gatherdist", "--int8-precision", "full", "--export", "tflite-int8",
     )  # fmt: skip
     tflm = json.loads((out / "anomaly_metadata.json").read_text())["exports"]["tflite-int8"]["tflm"]
     assert tflm["runs"] is False and "does not register the operator(s)" in tflm["reason"]

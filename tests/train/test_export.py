@@ -311,8 +311,10 @@ def test_every_runtime_choice_reads_the_one_registry():
 
     for command in ("predict", "test"):
         assert choices(command) == formats.RUNTIMES == ("auto", "torch", *formats.FILE_RUNTIMES)
-    for command in ("serve", "eim", "tune"):
-        assert choices(command) == tuple(formats.FILE_RUNTIMES)
+    for command in ("serve", "eim", "tune"):  # the exported files' own runtimes (tflm runs the int8 file too)
+        assert choices(command) == tuple(formats.EXPORT_FILES) == formats.EXPORTS
     assert tuner.RUNTIMES == eim.EIM_RUNTIMES == tuple(formats.EXPORT_FILES)
     assert runtimes.RUNTIMES is formats.RUNTIMES and set(formats.AUTO_ORDER) <= set(formats.FILE_RUNTIMES)
-    assert formats.EXPORT_FILES == {name: file for name, (file, _) in formats.FILE_RUNTIMES.items()}
+    assert formats.RUNTIME_FILES == {name: file for name, (file, _) in formats.FILE_RUNTIMES.items()}
+    assert formats.EXPORT_FILES == {name: formats.RUNTIME_FILES[name] for name in formats.EXPORTS}
+    assert formats.RUNTIME_FILES["tflm"] == formats.EXPORT_FILES["tflite-int8"]
