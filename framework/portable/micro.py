@@ -59,7 +59,8 @@ def load(model: bytes, name: str, arena_size: int = PROBE_ARENA_BYTES) -> Any:
                 raise ServingError(
                     f"TensorFlow Lite Micro cannot run {name}: it does not register the operator(s) "
                     f"{', '.join(missing)} that the file uses; a scorer for microcontrollers must build its "
-                    "graph from operators TFLM has (no SELECT: use masks instead of index lookups)"
+                    "graph from operators TFLM has (no SELECT: use masks instead of index lookups); a built-in "
+                    "scorer's model exported by an older vadblocks: train it again"
                 ) from None
             if "Failed to resize buffer" in said or "Failed to allocate" in said:
                 raise ServingError(f"{name} does not fit a TFLM arena of {arena_size:,} bytes") from None
