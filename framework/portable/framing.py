@@ -12,7 +12,7 @@ import signal
 import socket
 import sys
 import threading
-from typing import Any
+from typing import Any, Callable
 
 MAX_REQUEST_BYTES = 64 << 20
 _SPECIAL = re.compile(rb'[{}"\\]')
@@ -62,6 +62,27 @@ def split_messages(buf: bytes) -> tuple[list[bytes], bytes]:
     return out, rest
 
 
+def answer_requests(conn: socket.socket, answer: Callable[[bytes], bytes]) -> None:
+    """Read requests from ``conn`` until it closes and send ``answer(request)`` for each, in order; a request
+    longer than :data:`MAX_REQUEST_BYTES` is answered (as junk) and dropped instead of buffered."""
+    buf = b""
+    while True:
+        try:
+            chunk = conn.recv(1 << 16)
+        except OSError:
+            return
+        if not chunk:
+            return
+        messages, buf = split_messages(buf + chunk)
+        if len(buf) > MAX_REQUEST_BYTES:
+            messages, buf = [*messages, buf[:64]], b""
+        for raw in messages:
+            try:
+                conn.sendall(answer(raw))
+            except OSError:
+                return
+
+
 def serve_unavailable(socket_path: str, message: str) -> None:
     """Answer every request on ``socket_path`` with ``success: false`` and ``message`` until SIGINT/SIGTERM/SIGHUP.
 
@@ -85,28 +106,15 @@ def serve_unavailable(socket_path: str, message: str) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, stop)
 
-    def answer(conn: socket.socket) -> None:
-        buf = b""
+    def answer(raw: bytes) -> bytes:
+        m = ID_PATTERN.search(raw)
+        return json.dumps({"id": int(m.group(1)) if m else None, "success": False, "error": text}).encode() + b"\0"
+
+    def serve(conn: socket.socket) -> None:
         with conn:
-            while True:
-                try:
-                    chunk = conn.recv(1 << 16)
-                except OSError:
-                    return
-                if not chunk:
-                    return
-                messages, buf = split_messages(buf + chunk)
-                if len(buf) > MAX_REQUEST_BYTES:
-                    messages, buf = [*messages, buf[:64]], b""
-                for raw in messages:
-                    m = ID_PATTERN.search(raw)
-                    reply = {"id": int(m.group(1)) if m else None, "success": False, "error": text}
-                    try:
-                        conn.sendall(json.dumps(reply).encode() + b"\0")
-                    except OSError:
-                        return
+            answer_requests(conn, answer)
 
     print(f"Error: {message}", file=sys.stderr, flush=True)
     while True:
         conn, _ = server.accept()
-        threading.Thread(target=answer, args=(conn,), daemon=True).start()
+        threading.Thread(target=serve, args=(conn,), daemon=True).start()

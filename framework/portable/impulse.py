@@ -32,7 +32,7 @@ import numpy as np
 from .engines import SCALINGS, Engine, load_engine, to_input_scaling
 from .errors import ServingError
 from .formats import RUNTIME_FILES
-from .framing import ID_PATTERN, MAX_REQUEST_BYTES, serve_unavailable, split_messages
+from .framing import ID_PATTERN, answer_requests, serve_unavailable
 from .modelfiles import METADATA_FILE, check_model_dir, engine_shapes, read_metadata, verify_bytes
 
 LABELS = ["anomaly", "no anomaly"]
@@ -296,24 +296,7 @@ class _Handler(socketserver.BaseRequestHandler):
     server: "_Server"
 
     def handle(self) -> None:
-        buf = b""
-        while True:
-            try:
-                chunk = self.request.recv(1 << 16)
-            except OSError:
-                return
-            if not chunk:
-                return
-            buf += chunk
-            messages, buf = split_messages(buf)
-            if len(buf) > MAX_REQUEST_BYTES:
-                messages.append(buf[:64])
-                buf = b""
-            for raw in messages:
-                try:
-                    self.request.sendall(self.server.protocol.answer(raw))
-                except OSError:
-                    return
+        answer_requests(self.request, self.server.protocol.answer)
 
 
 class _Server(socketserver.ThreadingUnixStreamServer):
