@@ -49,7 +49,8 @@ def main() -> None:
             default=None,
             help="folder: per material an .npz of the scores the threshold policies saw (validation's held-out "
             "normal and synthetic anomaly scores, the grouped held-out normal scores, the training scores) and "
-            "the test scores and labels, to compare policies without training again",
+            "the estimate's held-out scores with each synthetic defect's kind, the test scores, labels and defect "
+            "kinds (the test folder names), to compare policies and estimates without training again",
         ),
     )
     from framework.metrics import best_f1, evaluate
@@ -106,8 +107,12 @@ def main() -> None:
                 strict_normal=v_raw["strict"]["normal_scores"],
                 strict_anomaly=v_raw["strict"]["anomaly_scores"],
                 grouped_normal=(v_raw.get("grouped") or {}).get("normal_scores", np.zeros(0)),
+                normal=v_raw["normal_scores"],
+                anomaly=v_raw["anomaly_scores"],
+                anomaly_kinds=np.array(v_raw["kinds"]),
                 test_scores=scores,
                 test_anomalous=test.anomalous,
+                test_kinds=np.array([n.split("/")[-2] for n in test.names]),
                 threshold=model.threshold,
             )
     families: dict[str, list[str]] = {}
