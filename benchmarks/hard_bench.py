@@ -50,7 +50,7 @@ def main() -> None:
             help="folder: per material an .npz of the scores the threshold policies saw (validation's held-out "
             "normal and synthetic anomaly scores, the grouped held-out normal scores, the training scores) and "
             "the estimate's held-out scores with each synthetic defect's kind, the test scores, labels and defect "
-            "kinds (the test folder names), to compare policies and estimates without training again",
+            "kinds (the test folder names) and grids, to compare policies and estimates without training again",
         ),
     )
     from framework.metrics import best_f1, evaluate
@@ -111,6 +111,7 @@ def main() -> None:
                 anomaly=v_raw["anomaly_scores"],
                 anomaly_kinds=np.array(v_raw["kinds"]),
                 test_scores=scores,
+                test_grids=grids,
                 test_anomalous=test.anomalous,
                 test_kinds=np.array([n.split("/")[-2] for n in test.names]),
                 threshold=model.threshold,

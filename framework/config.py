@@ -137,6 +137,13 @@ def resolve(registry: "Registry", values: Mapping[str, Any] | None = None) -> Bl
     )
 
 
+def saved_values(registry: "Registry", values: Mapping[str, Any]) -> dict[str, Any]:
+    """A saved model's parameter values, completed with the declared ``before`` value of each parameter
+    the model predates (so a model keeps scoring as it did when it was trained)."""
+    older = {p.name: p.before for p, _ in all_params(registry) if p.before is not None and p.name not in values}
+    return {**older, **values}
+
+
 def _select_plugin(registry: "Registry", param: Param, values: Mapping[str, Any], kind: str) -> str:
     name = str(values.get(param.name, param.default))
     if name in (param.options or ()):

@@ -46,6 +46,7 @@ class Param:
     ``options`` lists the values of a ``select``; ``min``/``max`` bound numbers.
     ``search`` steers ``vadblocks tune``: None searches every option of a select or boolean and the
     declared range of a bounded number, a :class:`Search` narrows or widens that, False never searches it (True = None).
+    ``before`` is the value a model saved without this parameter (older than it) keeps when loaded.
     """
 
     name: str
@@ -58,6 +59,7 @@ class Param:
     max: float | None = None
     advanced: bool = False
     search: Search | bool | None = None
+    before: Any = None  # what models saved before this parameter existed used (None: the default)
 
     def __post_init__(self) -> None:
         problem = self._declaration_problem()

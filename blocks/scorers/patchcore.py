@@ -2,9 +2,9 @@
 
 Locally aware patch features (neighbourhood average pooling, deeper maps upsampled to the
 stride-8 grid and concatenated), a greedy k-center coreset chosen on a seeded random
-projection, and nearest-neighbour distances to that memory bank. The image score is the
-largest patch distance reweighted as in the paper (softmax over the distances from the
-most anomalous patch to the nearest bank entry's neighbourhood).
+projection, and nearest-neighbour distances to that memory bank. The image score is the mean of
+the ``top-patches`` largest patch distances, optionally reweighted as in the paper (softmax over the
+distances from the most anomalous patch to the nearest bank entry's neighbourhood).
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ class PatchCore(Scorer):
             "(pool size above 1): pooled features see a patch's neighbourhood, unpooled ones keep small defects "
             "sharp",
             label="Keep unpooled features",
+            before=False,
         ),
         Param(
             "sampling-ratio",
@@ -70,10 +71,23 @@ class PatchCore(Scorer):
             search=Search(0.01, 0.25, log=True),
         ),
         Param(
+            "top-patches",
+            "int",
+            3,
+            "Image score: the mean distance of this many most anomalous patches (1 = the largest alone; "
+            "a few patches that agree are steadier than one)",
+            label="Patches in the image score",
+            min=1,
+            max=16,
+            search=Search(1, 5),
+            before=1,
+        ),
+        Param(
             "num-nearest-neighbors",
             "int",
-            9,
-            "Nearest neighbours of a memory-bank entry used to reweight the image score (1 = plain maximum)",
+            1,
+            "Nearest neighbours of a memory-bank entry used to reweight the image score as in the PatchCore "
+            "paper (1 = no reweighting)",
             label="Number of nearest neighbors",
             min=1,
             max=100,
@@ -213,7 +227,7 @@ class PatchCore(Scorer):
 
         if self.bank is None or self.bank_knn is None:
             raise VadblocksError("PatchCore is not fitted: call fit() on normal images first")
-        return PatchCoreModule(self.bank, self.bank_knn, *self._embedding())
+        return PatchCoreModule(self.bank, self.bank_knn, *self._embedding(), top_patches=self.params["top_patches"])
 
     def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         if self.bank is None or self.bank_knn is None:

@@ -99,12 +99,19 @@ class PatchCoreModule(nn.Module):
     """
 
     def __init__(
-        self, bank: torch.Tensor, bank_knn: torch.Tensor, num_levels: int, pool_size: int, unpooled: bool = False
+        self,
+        bank: torch.Tensor,
+        bank_knn: torch.Tensor,
+        num_levels: int,
+        pool_size: int,
+        unpooled: bool = False,
+        top_patches: int = 1,
     ) -> None:
         super().__init__()
         self.num_levels = num_levels
         self.pool_size = pool_size
         self.unpooled = unpooled
+        self.top_patches = top_patches
         self.register_buffer("bank_t", bank.t().contiguous())  # (C, M)
         self.register_buffer("bank_sq", (bank * bank).sum(1))
         self.register_buffer("bank_knn", bank_knn)
@@ -156,8 +163,9 @@ class PatchCoreModule(nn.Module):
         patch = (self.min_distances(maps, exclude) + (x * x).sum(-1)).clamp_min(0.0).sqrt()
         grid = patch.reshape(n, h, w)
         top = patch.amax(dim=1, keepdim=True)
+        score = top_mean(patch, top, self.top_patches)
         if self.bank_knn.shape[1] < 2:
-            return grid, top[:, 0]
+            return grid, score
         # The most anomalous patch and its nearest entry are picked by one-hot masks, not by indices:
         # index lookups become SELECT ops that TensorFlow Lite Micro does not have (ties, which
         # practically never occur, average the tied patches / entries).
@@ -184,7 +192,20 @@ class PatchCoreModule(nn.Module):
         hood = dist.index_select(1, self.bank_knn.reshape(-1)).view(n, m, k)
         d_sup = (nearest[:, :, None] * hood).sum(1)  # (N, k)
         weight = 1.0 - torch.softmax(d_sup, dim=-1)[:, 0]
-        return grid, weight * top[:, 0]
+        return grid, weight * score
+
+
+def top_mean(patch: torch.Tensor, top: torch.Tensor, k: int) -> torch.Tensor:
+    """The mean of the ``k`` largest of each row of ``patch`` (N, L) (non-negative distances; ``top`` is the
+    row maximum, (N, 1)), by zeroing the maximum ``k - 1`` times: no TOPK operator, which TensorFlow Lite
+    Micro lacks, and no value below 0 to widen int8 ranges. Ties leave together (practically never:
+    distances are continuous)."""
+    total, rest = top, patch
+    for _ in range(min(k, patch.shape[1]) - 1):
+        rest = rest * (rest < top).float()
+        top = rest.amax(dim=1, keepdim=True)
+        total = total + top
+    return total[:, 0] / min(k, patch.shape[1])
 
 
 def nearest_patches(

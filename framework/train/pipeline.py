@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from framework import __version__
 from framework.backbone import Backbone
-from framework.config import BlockConfig, resolve
+from framework.config import BlockConfig, resolve, saved_values
 from framework.data import Dataset
 from framework.errors import VadblocksError
 from framework.outputs import atomic_directory
@@ -142,7 +142,7 @@ class AnomalyModel:
         input_shape = tuple(int(v) for v in meta["inputShape"])
         threshold = float(meta["nominalThresholdScore"])
         registry = registry or get_registry()
-        config = resolve(registry, params)
+        config = resolve(registry, saved_values(registry, params))
         backbone, scorer = _instantiate(registry, config)
         extractor = FeatureExtractor(backbone.create_module(scorer.feature_levels()), backbone.mean, backbone.std)
         try:

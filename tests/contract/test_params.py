@@ -29,7 +29,7 @@ def test_parameters_json_schema(registry):
     sf = by_param["scoring-function"]
     assert sf["type"] == "select" and "patchcore" in sf["valid"] and sf["value"] in sf["valid"]
     assert "showIf" not in sf and "showIf" not in by_param["backbone"]
-    for name in ("num-layers", "pool-size", "sampling-ratio", "num-nearest-neighbors"):
+    for name in ("num-layers", "pool-size", "sampling-ratio", "top-patches", "num-nearest-neighbors"):
         assert by_param[name]["showIf"] == {"parameter": "scoring-function", "operator": "eq", "value": "patchcore"}
         assert set(by_param[name]) >= {"name", "value", "type", "help", "param"}
     assert by_param["num-layers"]["type"] == "int" and by_param["sampling-ratio"]["type"] == "float"
@@ -44,7 +44,8 @@ def test_resolve_defaults_and_types(registry):
         "pool_size": 3,
         "keep_unpooled": True,
         "sampling_ratio": 0.25,
-        "num_nearest_neighbors": 9,
+        "top_patches": 3,
+        "num_nearest_neighbors": 1,
     }
     assert cfg.training == {
         "augment": "flips",

@@ -30,10 +30,10 @@ def test_grid_is_width_over_8(size):
     assert grid.dtype == np.float32 and np.isfinite(grid).all()
 
 
-@pytest.mark.parametrize("unpooled", [True, False])
-def test_scores_match_a_brute_force_reference(unpooled):
+@pytest.mark.parametrize("unpooled, top", [(True, 3), (False, 1)])
+def test_scores_match_a_brute_force_reference(unpooled, top):
     train, test = features(5, seed=0), features(3, seed=1)
-    pc = PatchCore(sampling_ratio=0.2, num_nearest_neighbors=4, keep_unpooled=unpooled).fit(train)
+    pc = PatchCore(sampling_ratio=0.2, num_nearest_neighbors=4, keep_unpooled=unpooled, top_patches=top).fit(train)
     grid, score = pc.predict(test)
     bank = pc.bank.numpy().astype(np.float64)
     assert bank.shape[1] == (32 if unpooled else 0) + 32 + 96  # the unpooled stride-8 level comes first
@@ -47,13 +47,25 @@ def test_scores_match_a_brute_force_reference(unpooled):
         nb = np.argsort(((bank - bank[m_star]) ** 2).sum(1))[:4]
         dist = np.sqrt(((x[i][p] - bank[nb]) ** 2).sum(1))
         w = 1 - np.exp(dist[0]) / np.exp(dist).sum()
-        assert score[i] == pytest.approx(w * patch.max(), rel=1e-3)
+        assert score[i] == pytest.approx(w * np.sort(patch)[-top:].mean(), rel=1e-3)
 
 
-def test_one_neighbour_is_plain_maximum():
-    pc = PatchCore(num_nearest_neighbors=1).fit(features(4))
+@pytest.mark.parametrize("top", [1, 3, 16])
+def test_image_score_is_the_mean_of_the_top_patches(top):
+    pc = PatchCore(num_nearest_neighbors=1, top_patches=top).fit(features(4))
     grid, score = pc.predict(features(2, seed=5))
-    np.testing.assert_allclose(score, grid.reshape(2, -1).max(1), rtol=1e-6)
+    np.testing.assert_allclose(score, np.sort(grid.reshape(2, -1), 1)[:, -top:].mean(1), rtol=1e-6)
+
+
+def test_top_mean_handles_ties_zeros_and_more_patches_than_exist():
+    import torch
+
+    from blocks.scorers.patchcore_module import top_mean
+
+    rows = torch.tensor([[0.0, 0.0, 0.0, 0.0], [1.0, 3.0, 2.0, 0.0], [5.0, 0.0, 0.0, 0.0]])
+    top = rows.amax(1, keepdim=True)
+    assert top_mean(rows, top, 2).tolist() == [0.0, 2.5, 2.5]
+    assert top_mean(rows, top, 9).tolist() == pytest.approx([0.0, 1.5, 1.25])  # k above 4 patches: all 4
 
 
 def test_sampling_ratio_sets_bank_size():

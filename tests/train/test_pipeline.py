@@ -51,6 +51,23 @@ def test_train_writes_model_and_metadata(model_dir):
         assert z["bank"].shape == (round(0.2 * 40 * 144), 32 + 32 + 96)  # unpooled and pooled stride 8, stride 16
 
 
+def test_a_model_older_than_a_parameter_keeps_scoring_as_trained(small_data, model_dir, tmp_path):
+    """Parameters added later (keep-unpooled, top-patches) load with the value older models used."""
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(model_dir, old)
+    meta = json.loads((old / "anomaly_metadata.json").read_text())
+    assert meta["parameters"]["top-patches"] == 3
+    del meta["parameters"]["top-patches"]
+    (old / "anomaly_metadata.json").write_text(json.dumps(meta))
+    images = load_dataset(small_data["folder"]).test.images
+    grids, scores = AnomalyModel.load(old).predict(images)
+    assert AnomalyModel.load(old).config.scorer_params["top_patches"] == 1
+    np.testing.assert_allclose(scores, grids.reshape(len(grids), -1).max(1), rtol=1e-5)
+    assert not np.allclose(scores, AnomalyModel.load(model_dir).predict(images)[1])
+
+
 def test_threshold_is_max_training_score(small_data, model_dir):
     model = AnomalyModel.load(model_dir)
     feats = model.features(load_dataset(small_data["edge-impulse"]).train.images)
