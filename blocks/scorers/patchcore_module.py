@@ -239,6 +239,8 @@ def bank_neighbours(bank: torch.Tensor, k: int) -> torch.Tensor:
     """For each bank entry the indices of its ``k`` nearest bank entries, itself first."""
     m = bank.shape[0]
     k = min(k, m)
+    if k == 1:  # no reweighting: each entry's neighbourhood is itself (no M x M distances)
+        return torch.arange(m)[:, None]
     sq = (bank * bank).sum(1)
     bank_t = bank.t().contiguous()
     rows = max(1, BLOCK_ELEMENTS // m)

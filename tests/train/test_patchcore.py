@@ -133,3 +133,16 @@ def test_bad_inputs():
         PatchCore().fit(features(0))
     with pytest.raises(VadblocksError, match="corrupt"):
         PatchCore().set_state({"bank": np.zeros((3, 4), np.float32)}, {})
+
+
+@pytest.mark.parametrize("k", [1, 4])
+def test_bank_neighbours_are_the_nearest_entries_itself_first(k):
+    import torch
+
+    from blocks.scorers.patchcore_module import bank_neighbours
+
+    bank = torch.from_numpy(np.random.default_rng(0).normal(size=(300, 16)).astype(np.float32))
+    got = bank_neighbours(bank, k).numpy()
+    d = ((bank[:, None] - bank[None]) ** 2).sum(-1).numpy()
+    np.fill_diagonal(d, -1.0)
+    np.testing.assert_array_equal(got, np.argsort(d, 1, kind="stable")[:, :k])
