@@ -101,11 +101,12 @@ def ours_serve(category: str, threads: int, model_dir: str) -> dict:
     }
 
 
-def ours(category: str, threads: int, python: str) -> dict:
+def ours(category: str, threads: int, python: str, fixed_malloc: bool = True) -> dict:
     """Fit, then serve, each in a fresh process; peak RSS is the larger of the two."""
     model_dir = str(Path(tempfile.mkdtemp()) / "model")
-    fit = run_json([python, __file__, "--threads", str(threads), "--_ours", f"fit:{category}:{model_dir}"])
-    serve = run_json([python, __file__, "--threads", str(threads), "--_ours", f"serve:{category}:{model_dir}"])
+    common = [python, __file__, "--threads", str(threads), "--_ours"]
+    fit = run_json([*common, f"fit:{category}:{model_dir}"], fixed_malloc)
+    serve = run_json([*common, f"serve:{category}:{model_dir}"], fixed_malloc)
     out = {
         **fit,
         **serve,
@@ -131,14 +132,16 @@ def shared_weights(path: Path) -> None:
     torch.save({k: (loaded[i] if i < len(loaded) else v) for i, (k, v) in enumerate(full.items())}, path)
 
 
-# Both sides run with glibc's mmap threshold fixed at 1 MiB. With the default dynamic threshold,
+# anomalib runs with glibc's mmap threshold fixed at 1 MiB. With the default dynamic threshold,
 # anomalib's k-center loop (a 29 MB temporary per iteration) intermittently grew past 23 GB RSS and
 # was OOM-killed on the 2-core/24 GB machine; fixed, it is stable (and about 5x slower: ~55 it/s).
+# Our side runs with it too unless --malloc anomalib (then as `vadblocks train` runs: glibc's defaults;
+# the fixed threshold makes every 2 MB distance block a fresh mapping and our validation about 3x slower).
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "1048576"}
 
 
-def run_json(cmd: list[str]) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS="1", TQDM_DISABLE="1", **MALLOC_ENV)
+def run_json(cmd: list[str], fixed_malloc: bool = True) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1", TQDM_DISABLE="1", **(MALLOC_ENV if fixed_malloc else {}))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed with status {proc.returncode}:\n{proc.stderr[-3000:]}")
@@ -160,6 +163,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=None)
     ap.add_argument("--anomalib-python", default=None)
+    ap.add_argument(
+        "--malloc",
+        choices=("both", "anomalib"),
+        default="both",
+        help="which sides run with glibc's mmap threshold fixed at 1 MiB (anomalib needs it; see MALLOC_ENV)",
+    )
     ap.add_argument("--_ours", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a._ours:
@@ -179,7 +188,7 @@ def main() -> None:
     for cat in cats:
         runs: dict[str, list[dict]] = {"ours": [], "anomalib": []}
         for _ in range(a.repeats):  # alternate the two sides
-            runs["ours"].append(ours(str(root / cat), a.threads, sys.executable))
+            runs["ours"].append(ours(str(root / cat), a.threads, sys.executable, a.malloc == "both"))
             runs["anomalib"].append(
                 run_json(
                     [
@@ -210,8 +219,8 @@ def main() -> None:
     first = out["categories"][cats[0]]["ours"]
     print(
         f"threads: {a.threads}; medians of {a.repeats} alternating runs; 96x96; MobileNetV2 features.6+13; "
-        "10 % coreset; anomalib 9 neighbours, ours the product's defaults; MALLOC_MMAP_THRESHOLD_=1048576 on both "
-        "sides; our answers through "
+        "10 % coreset; anomalib 9 neighbours, ours the product's defaults; MALLOC_MMAP_THRESHOLD_=1048576 on "
+        f"{'both sides' if a.malloc == 'both' else 'anomalib only'}; our answers through "
         f"the default runtime ({first['runtime']}); our export conversion peaked at "
         f"{max(out['categories'][c]['ours']['export_peak_rss_mb'] for c in cats):.0f} MB (not counted)\n"
     )
