@@ -11,12 +11,17 @@ from typing import Any, Callable
 WARMUP, B1_RUNS, B32_RUNS = 10, 100, 5
 
 
+def proc_status_kb(key: str, pid: int | str = "self") -> float:
+    """A kB field (VmRSS, VmHWM, ...) or a count (Threads) of /proc/PID/status; NaN where it is missing."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{key}:"):
+            return int(line.split()[1])
+    return float("nan")
+
+
 def vm_hwm_mb() -> float:
     """Peak resident set of this process since exec, MB (ru_maxrss would include a forked parent's)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    return proc_status_kb("VmHWM") / 1024
 
 
 def serving_latency(run: Callable[[Any], Any], one: Any, b32: Any) -> tuple[float, float]:

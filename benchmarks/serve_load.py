@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from _measure import proc_status_kb
 from PIL import Image
 
 HERE = Path(__file__).resolve().parent
@@ -55,19 +56,15 @@ def jpeg_body() -> tuple[bytes, str]:
     return upload_body(Image.fromarray(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)), "JPEG")
 
 
-def proc_status(pid: int, key: str) -> int:
-    return int(re.search(rf"{key}:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1))  # type: ignore[union-attr]
-
-
 def storm(proc: subprocess.Popen, port: int, bound_mib: float) -> None:
     """Issue 23's check: eight 11000 x 11000 uploads at once, then 800 stalled connections and SIGTERM."""
     body, ctype = upload_body(Image.new("RGB", (11000, 11000)), "PNG")
-    print(f"idle RSS {proc_status(proc.pid, 'VmRSS') / 1024:.0f} MiB, printed bound {bound_mib:.0f} MiB")
+    print(f"idle RSS {proc_status_kb('VmRSS', proc.pid) / 1024:.0f} MiB, printed bound {bound_mib:.0f} MiB")
     peak, done = [0], threading.Event()
 
     def sample() -> None:
         while not done.is_set():
-            peak[0] = max(peak[0], proc_status(proc.pid, "VmRSS"))
+            peak[0] = max(peak[0], proc_status_kb("VmRSS", proc.pid))
             time.sleep(0.01)
 
     threading.Thread(target=sample, daemon=True).start()
@@ -78,7 +75,7 @@ def storm(proc: subprocess.Popen, port: int, bound_mib: float) -> None:
     print(
         f"eight 11000x11000 PNG uploads ({len(body):,} bytes each) at once: answers {codes} in "
         f"{time.perf_counter() - t0:.1f} s; peak RSS {peak[0] / 1024:.0f} MiB (sampled every 10 ms), "
-        f"VmHWM {proc_status(proc.pid, 'VmHWM') / 1024:.0f} MiB, bound {bound_mib:.0f} MiB"
+        f"VmHWM {proc_status_kb('VmHWM', proc.pid) / 1024:.0f} MiB, bound {bound_mib:.0f} MiB"
     )
     stalled = []
     for _ in range(800):
@@ -86,7 +83,7 @@ def storm(proc: subprocess.Popen, port: int, bound_mib: float) -> None:
         s.sendall(b"POST /api/image HTTP/1.1\r\nHost: x\r\n")
         stalled.append(s)
     time.sleep(2)
-    print(f"800 stalled connections: {proc_status(proc.pid, 'Threads')} server threads")
+    print(f"800 stalled connections: {proc_status_kb('Threads', proc.pid):.0f} server threads")
     t0 = time.perf_counter()
     proc.terminate()
     proc.wait(timeout=30)
@@ -144,8 +141,7 @@ def main() -> None:
                 "p99_ms": ms[min(len(ms) - 1, int(0.99 * len(ms)))],
                 "not_200": sum(r[0] != 200 for r in results),
             }
-        status = Path(f"/proc/{proc.pid}/status").read_text()
-        peak = int(next(x for x in status.splitlines() if x.startswith("VmHWM")).split()[1]) / 1024
+        peak = proc_status_kb("VmHWM", proc.pid) / 1024
     finally:
         proc.terminate()
         proc.wait(timeout=30)
