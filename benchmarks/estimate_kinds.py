@@ -9,11 +9,10 @@ rank correlation across the family's materials. ``-v`` adds, per material, the A
 kind and of each real defect kind (the test folders' names) against the normal images.
 """
 
-import glob
-import os
 import sys
 
 import numpy as np
+from hard_data import read_dumps
 from scipy.stats import spearmanr
 
 from framework.metrics import auroc
@@ -38,12 +37,10 @@ def material(z) -> dict[str, float]:
 
 
 rows: dict[str, dict[str, dict[str, float]]] = {}
-for f in sorted(glob.glob(sys.argv[1] + "/*.npz")):
-    z = np.load(f)
+for fam, name, z in read_dumps(sys.argv[1]):
     if "anomaly_kinds" not in z:
-        raise SystemExit(f"{f} has no synthetic kinds: dump it again with this hard_bench.py")
-    name = os.path.basename(f)[:-4].replace("__", "/")
-    rows.setdefault(name.split("/")[0] if "/" in name else "dev", {})[name] = material(z)
+        raise SystemExit(f"{name}'s dump has no synthetic kinds: dump it again with this hard_bench.py")
+    rows.setdefault(fam, {})[name] = material(z)
 for fam, ms in rows.items():
     print(f"== {fam} ({len(ms)} materials): real image AUROC {np.mean([r['truth'] for r in ms.values()]):.3f}")
     truth = np.array([r["truth"] for r in ms.values()])

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from hard_data import bench_setup, materials
+from hard_data import bench_setup, family_of, materials
 
 
 def main() -> None:
@@ -40,7 +40,7 @@ def main() -> None:
         print(m, "  ".join(f"{k} {v:.3f}" for k, v in rows[m].items()), flush=True)
     families: dict[str, list[dict[str, float]]] = {}
     for m, r in rows.items():
-        families.setdefault(m.split("/")[0] if "/" in m else "dev", []).append(r)
+        families.setdefault(family_of(m), []).append(r)
     for f, rs in families.items():
         print(f"{f} mean:", "  ".join(f"{k} {np.mean([r[k] for r in rs]):.4f}" for k in rs[0]))
     if a.json:

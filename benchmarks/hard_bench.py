@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from hard_data import bench_setup, materials
+from hard_data import bench_setup, dump_file, family_of, materials
 
 KEYS = (
     "image_auroc",
@@ -102,7 +102,7 @@ def main() -> None:
         if a.dump and seen.get("validation"):
             v_raw = seen["validation"]
             np.savez(
-                Path(a.dump) / f"{m.replace('/', '__')}.npz",
+                dump_file(a.dump, m),
                 train_scores=seen["train_scores"],
                 strict_normal=v_raw["strict"]["normal_scores"],
                 strict_anomaly=v_raw["strict"]["anomaly_scores"],
@@ -118,7 +118,7 @@ def main() -> None:
             )
     families: dict[str, list[str]] = {}
     for m in rows:
-        families.setdefault(m.split("/")[0] if "/" in m else "dev", []).append(m)
+        families.setdefault(family_of(m), []).append(m)
     means = {f: _mean([rows[m] for m in ms]) for f, ms in families.items()}
     for f, mean in means.items():
         print(_row(f"**{f} mean**", mean))

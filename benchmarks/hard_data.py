@@ -259,6 +259,23 @@ def add_data_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--materials", default=None, help="comma-separated materials (default: every one)")
 
 
+def family_of(name: str) -> str:
+    """The family of a material as the scripts name it (``family/material``; the dev family's plainly)."""
+    return name.split("/")[0] if "/" in name else "dev"
+
+
+def dump_file(folder: str | Path, name: str) -> Path:
+    """Where `hard_bench.py --dump folder` keeps material ``name``'s scores."""
+    return Path(folder) / f"{name.replace('/', '__')}.npz"
+
+
+def read_dumps(folder: str | Path) -> Iterator[tuple[str, str, Any]]:
+    """(family, material name, the loaded .npz) of each material `hard_bench.py --dump folder` kept."""
+    for f in sorted(Path(folder).glob("*.npz")):
+        name = f.stem.replace("__", "/")
+        yield family_of(name), name, np.load(f)
+
+
 def family_materials(family: str) -> tuple[str, ...]:
     """The materials of ``family`` (dev: this file's; the others: benchmarks/texture_data.py)."""
     if family == "dev":

@@ -6,11 +6,10 @@ Per family: the mean F1, false positive rate (mean and max) and recall on the te
 policy variant picks from the validation scores, beside the best F1 any threshold with FPR <= 0.10 reaches.
 """
 
-import glob
-import os
 import sys
 
 import numpy as np
+from hard_data import read_dumps
 
 from framework.metrics import best_f1
 from framework.train.thresholds import conformal_quantile
@@ -40,11 +39,8 @@ def policies(z):
 
 
 rows = {}
-for f in sorted(glob.glob(sys.argv[1] + "/*.npz")):
-    z = np.load(f)
+for fam, name, z in read_dumps(sys.argv[1]):
     s, y = z["test_scores"], z["test_anomalous"].astype(bool)
-    name = os.path.basename(f)[:-4].replace("__", "/")
-    fam = name.split("/")[0] if "/" in name else "dev"
     bb = best_f1(y, s, max_fpr=0.10)[0]
     r = {"bounded_best": bb, "saved": at(float(z["threshold"]), s, y)}
     for k, t in policies(z).items():
