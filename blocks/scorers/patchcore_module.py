@@ -200,12 +200,13 @@ def top_mean(patch: torch.Tensor, top: torch.Tensor, k: int) -> torch.Tensor:
     row maximum, (N, 1)), by zeroing the maximum ``k - 1`` times: no TOPK operator, which TensorFlow Lite
     Micro lacks, and no value below 0 to widen int8 ranges. Ties leave together (practically never:
     distances are continuous)."""
+    k = min(k, patch.shape[1])
     total, rest = top, patch
-    for _ in range(min(k, patch.shape[1]) - 1):
+    for _ in range(k - 1):
         rest = rest * (rest < top).float()
         top = rest.amax(dim=1, keepdim=True)
         total = total + top
-    return total[:, 0] / min(k, patch.shape[1])
+    return total[:, 0] / k
 
 
 def nearest_patches(
