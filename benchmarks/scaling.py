@@ -7,7 +7,7 @@ Training sets are normal crops of the demo textures (framework.demo_data.normal_
 split is the demo's (24 normal + 24 defective images per texture, generated at --image-size).
 Every run is a fresh process (peak RSS = its VmHWM, images included) training MobileNetV2 +
 PatchCore with the defaults (10 % coreset, 9 neighbours) through framework.train.pipeline.train, i.e.
-streamed feature extraction, the two-stage coreset above 65,536 patches and the leave-one-out
+streamed feature extraction, the two-stage coreset above 16,384 patches and the leave-one-out
 threshold. With --exact-up-to N the sizes up to N also train with the exact single-stage coreset,
 and the table shows the image-AUROC difference.
 """

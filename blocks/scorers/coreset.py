@@ -6,9 +6,10 @@ the triangle inequality proves the new centre cannot be closer than its current 
 (``|c - a| >= 2 |p - a|`` for p's centre ``a``): late iterations read 8 bytes per point
 instead of a whole feature row. Same selection as the textbook loop; no Python per iteration.
 
-:class:`StreamingCoreset` bounds memory for large training sets: each chunk of patches gets
-its own exact coreset as the patches stream in (stage 1), and a global greedy pass over the
-union removes what the chunks selected twice (stage 2). See docs/architecture.md.
+:class:`StreamingCoreset` bounds memory and time for large training sets: each chunk of patches gets
+its own exact coreset of twice the ratio as the patches stream in (stage 1), and a global greedy pass
+over the union thins it to the ratio, dropping what the chunks selected twice (stage 2). See
+docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -104,16 +105,18 @@ def greedy_coreset(
 class StreamingCoreset:
     """Two-stage greedy coreset of a stream of patches, memory bounded by ``chunk_size``.
 
-    Stage 1: every ``chunk_size`` patches get their own exact greedy coreset of ``ratio`` of the
-    chunk, as they arrive; only the selected patches are kept. Stage 2: a greedy pass over the
-    union of the chunk selections stops once it covers the union within the largest stage-1
-    radius, dropping entries that chunks selected twice (every patch is then within twice that
-    radius of the bank). Streams of at most ``2 * chunk_size`` patches get the exact single-stage
-    coreset; memory holds at most that many patches plus the selections.
+    Stage 1: every ``chunk_size`` patches get their own exact greedy coreset of ``oversample x ratio``
+    of the chunk, as they arrive; only the selected patches are kept. Stage 2: a greedy pass over the
+    union of the chunk selections keeps at most ``ratio`` of all patches and stops early once it covers
+    the union within the largest stage-1 radius (every patch is then within twice that radius of the
+    bank). Greedy k-center costs chunk x selection per chunk, so small chunks are fast; selecting twice
+    the ratio in each keeps the bank as fine as one exact pass over a few chunks would make it.
+    Streams of at most ``2 * chunk_size`` patches get the exact single-stage coreset of ``ratio``;
+    memory holds at most that many patches plus the selections.
     """
 
-    def __init__(self, ratio: float, chunk_size: int, seed: int = 0) -> None:
-        self.ratio, self.chunk_size, self.seed = ratio, chunk_size, seed
+    def __init__(self, ratio: float, chunk_size: int, seed: int = 0, oversample: float = 2.0) -> None:
+        self.ratio, self.chunk_size, self.seed, self.oversample = ratio, chunk_size, seed, oversample
         self._buffer: list[tuple[np.ndarray, np.ndarray]] = []
         self._buffered = 0
         self._kept: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (points, owners, projected)
@@ -127,7 +130,7 @@ class StreamingCoreset:
         self._buffered += len(points)
         self.total += len(points)
         while self._buffered > 2 * self.chunk_size:  # the last (up to 2 chunks) waits for finish()
-            self._reduce(*self._take(self.chunk_size))
+            self._reduce(*self._take(self.chunk_size), min(1.0, self.oversample * self.ratio))
 
     def _take(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         pts, own = np.concatenate([b[0] for b in self._buffer]), np.concatenate([b[1] for b in self._buffer])
@@ -139,9 +142,9 @@ class StreamingCoreset:
         sel, radius = greedy_coreset(projected, n_select, self.seed + len(self._kept), stop_radius, projected=True)
         return sel, float(radius[-1])
 
-    def _reduce(self, points: np.ndarray, owners: np.ndarray) -> None:
+    def _reduce(self, points: np.ndarray, owners: np.ndarray, ratio: float) -> None:
         projected = project(points, self.seed)  # the same projection for every chunk
-        n_select = max(1, int(round(self.ratio * len(points))))
+        n_select = max(1, int(round(ratio * len(points))))
         if n_select >= len(points):
             self._kept.append((points, owners, projected))
             return
@@ -151,15 +154,17 @@ class StreamingCoreset:
 
     def finish(self) -> tuple[np.ndarray, np.ndarray]:
         """The memory bank (M, C) and the training image of each entry (M,)."""
+        single = not self._kept  # at most two chunks' worth: one exact pass at the ratio
         if self._buffered:
-            self._reduce(*self._take(self._buffered))
+            self._reduce(*self._take(self._buffered), self.ratio if single else min(1.0, self.oversample * self.ratio))
         if not self._kept:
             raise ValueError("StreamingCoreset.finish() called before any patches were added")
         points, owners, projected = (np.concatenate([k[i] for k in self._kept]) for i in range(3))
         self.stats = {"patches": self.total, "chunks": len(self._kept)}
-        if len(self._kept) == 1 or self._radius == 0.0:  # exact single stage, or every patch kept
+        n_bank = max(1, int(round(self.ratio * self.total)))
+        if single or n_bank >= len(points):  # exact single stage, or the ratio keeps the whole union
             self.stats.update(bank=len(points), radius=self._radius)
             return points, owners
-        sel, radius = self._select(np.ascontiguousarray(projected), len(points), self._radius)
+        sel, radius = self._select(np.ascontiguousarray(projected), n_bank, self._radius)
         self.stats.update(union=len(points), bank=len(sel), stage1_radius=self._radius, radius=radius)
         return points[sel], owners[sel]

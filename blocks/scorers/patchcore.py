@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover - torch is imported on use (patchcore_modu
     import torch
     from torch import nn
 
-CHUNK_PATCHES = 32768  # stage-1 coreset chunk: up to 2x this many training patches get the exact coreset
+CHUNK_PATCHES = 8192  # stage-1 coreset chunk: up to 2x this many training patches get the exact coreset
 HOLDOUT_PATCHES = 200_000  # patches searched for the substitutes of held-out bank entries (1,400 images at 96x96)
 MAX_BANK_BYTES = 1 << 30  # the bank is baked into model.onnx / model.tflite (a flatbuffer stays under 2 GB)
 

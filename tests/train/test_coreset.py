@@ -82,6 +82,7 @@ def test_two_stage_bounds_size_and_covering_radius():
     sc = StreamingCoreset(0.1, chunk_size=2000, seed=0)
     bank, owners = stream(sc, pts)
     assert sc.stats["chunks"] == 9 and len(bank) <= 2000
+    assert sc.stats["union"] == 4000  # stage 1 keeps twice the ratio of each chunk; stage 2 thins to the ratio
     assert sc.stats["bank"] == len(bank) < sc.stats["union"]  # stage 2 dropped duplicates
     d = np.sqrt(((pts[::7, None] - bank[None]) ** 2).sum(-1)).min(1)
     assert d.max() <= 2 * sc.stats["stage1_radius"] + 1e-4  # every patch within twice the stage-1 radius
