@@ -99,3 +99,36 @@ def test_input_size_rule(backbone):
     backbone.check_input_size(96, 96)
     with pytest.raises(VadblocksError, match="must be a multiple of 8"):
         backbone.check_input_size(100, 100)
+
+
+@pytest.mark.parametrize("width", [1.0, 0.35])
+def test_module_is_torchvisions_without_importing_it(width):
+    """The module is built without torchvision (its import costs seconds per run) and is torchvision's
+    ``mobilenet_v2(...).features``: the same parameter names and shapes, the same maps for the same weights."""
+    import subprocess
+
+    code = (
+        "import sys; from blocks.backbones.mobilenetv2_net import MobileNetV2Features; "
+        "MobileNetV2Features(1.0, 3); assert 'torchvision' not in sys.modules, 'torchvision imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    import torchvision
+
+    from blocks.backbones.mobilenetv2_net import CUTS, MobileNetV2Features
+
+    ours = MobileNetV2Features(width, 3).eval()
+    ref = torchvision.models.mobilenet_v2(weights=None, width_mult=width).features[: CUTS[-1]].eval()
+    theirs = {k: v.shape for k, v in ref.state_dict().items()}
+    assert {k.removeprefix("features."): v.shape for k, v in ours.state_dict().items()} == theirs
+    with torch.no_grad():
+        for p in ref.state_dict().values():
+            if p.is_floating_point():
+                p.copy_(torch.randn_like(p) * 0.1 + (1.0 if p.ndim == 1 else 0.0))
+        ours.features.load_state_dict(ref.state_dict())
+        x = real_image()
+        maps, h = ours(x), x
+        assert all(m.std() > 1e-3 for m in maps)  # not a comparison of vanished activations
+        for i, block in enumerate(ref):
+            h = block(h)
+            if i + 1 in CUTS:
+                torch.testing.assert_close(maps[CUTS.index(i + 1)], h)
