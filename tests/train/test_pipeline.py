@@ -10,7 +10,8 @@ import pytest
 from framework.config import resolve
 from framework.data import load_dataset
 from framework.demo_data import TEXTURES, make_demo_dataset
-from framework.metrics import best_f1, evaluate
+from framework.errors import VadblocksError
+from framework.metrics import auroc, best_f1, evaluate
 from framework.plugins import get_registry
 from framework.train.pipeline import AnomalyModel, train
 from tests.helpers import invoke
@@ -171,6 +172,20 @@ def test_best_f1_is_the_best_over_every_threshold():
         assert best[0] == pytest.approx(brute)
         pred = s > best[1]
         assert 2 * (pred & y).sum() / (pred.sum() + y.sum()) == pytest.approx(best[0])
+
+
+def test_auroc_counts_every_pair_and_half_of_the_ties():
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        n = int(rng.integers(2, 40))
+        y = rng.random(n) < 0.4
+        y[:2] = [True, False]
+        s = np.round(rng.normal(size=n), int(rng.integers(0, 3))).astype(rng.choice([np.float32, np.float64]))
+        diff = s[y][:, None].astype(np.float64) - s[~y][None, :]
+        assert auroc(y, s) == pytest.approx(((diff > 0) + 0.5 * (diff == 0)).mean())
+    assert auroc(np.array([0, 1, 0, 1], bool), np.array([1, 3, 2, 2])) == 0.875  # integer scores, one tie
+    with pytest.raises(VadblocksError, match="both normal and anomalous"):
+        auroc(np.ones(3, bool), np.arange(3.0))
 
 
 def test_in_process_and_cli_agree(small_data, model_dir):
