@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import zipfile
+from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -15,7 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from framework import __version__
-from framework.backbone import Backbone
+from framework.backbone import Backbone, fold_batch_norms
 from framework.config import BlockConfig, resolve, saved_values
 from framework.data import Dataset
 from framework.errors import VadblocksError
@@ -65,6 +66,8 @@ class AnomalyModel:
     metadata: dict[str, Any] = field(default_factory=dict)
     # while training under `vadblocks tune`: the shared cache and the key of this backbone's features in it
     feature_cache: tuple[FeatureCache, tuple] | None = None
+    # the extractor with its batch norms folded into the convolutions (built on first use; never saved)
+    _folded: FeatureExtractor | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def grid_shape(self) -> tuple[int, int]:
@@ -90,9 +93,11 @@ class AnomalyModel:
         return self._run_backbone(batch)
 
     def _run_backbone(self, batch: np.ndarray) -> list[torch.Tensor]:
+        if self._folded is None:
+            self._folded = fold_batch_norms(deepcopy(self.extractor).eval())
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2)
-            return [f.contiguous() for f in self.extractor(x)]
+            return [f.contiguous() for f in self._folded(x)]
 
     def features(self, images: np.ndarray, progress: bool = False) -> list[torch.Tensor]:
         """Backbone feature maps (one tensor per level) of (N, H, W, 3) 0..1 images."""

@@ -122,3 +122,30 @@ def test_int8_float_modules_name_real_modules(registry):
             modules = dict(backbone.create_module(levels).named_modules())
             missing = [m for m in backbone.int8_float_modules if m not in modules]
             assert not missing, (name, levels, missing)
+
+
+@pytest.mark.parametrize("backbone", ["mobilenetv2", "efficientnet-lite0", "resnet18", "wide-resnet50"])
+def test_folded_batch_norms_give_the_same_maps(backbone, registry, weight_files):
+    """Train-time feature extraction folds batch norms into the convolutions where a Sequential holds both: the
+    same maps (to float rounding); the module that is saved and exported keeps its norms."""
+    import copy
+
+    from framework.backbone import fold_batch_norms
+    from framework.train.pipeline import FeatureExtractor
+
+    b = registry.backbone(backbone).cls()
+    module = b.create_module(len(b.levels))
+    b.load_pretrained(module, str(weight_files[backbone]) if backbone in weight_files else None)
+    ref = FeatureExtractor(module, b.mean, b.std).eval()
+    folded = fold_batch_norms(copy.deepcopy(ref).eval())
+    norms = [m for m in ref.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    left = [m for m in folded.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(norms) == sum(isinstance(m, torch.nn.BatchNorm2d) for m in module.modules()) > 0  # original kept
+    if backbone == "mobilenetv2":  # every norm follows its convolution in a Sequential (torchvision's layout)
+        assert not left
+    img = np.asarray(skimage.data.astronaut(), np.float32)[None] / 255.0
+    x = torch.from_numpy(resize_images(img, 96)).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        for a, f in zip(ref(x), folded(x)):
+            assert a.std() > 0.01
+            torch.testing.assert_close(f, a, atol=1e-4 * float(a.abs().max()), rtol=1e-4)
