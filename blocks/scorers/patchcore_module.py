@@ -86,10 +86,24 @@ def level_channels(maps: list[torch.Tensor]) -> list[tuple[int, int]]:
     return out
 
 
+def resolution_blocks(maps: list[torch.Tensor]) -> list[tuple[torch.Tensor, int, int]]:
+    """Adjacent levels at the same resolution joined along channels, each block with ``(first, count)`` of its
+    channels in the patch feature: one GEMM per resolution instead of one per level (the unpooled and pooled
+    stride-8 maps are scored together)."""
+    out: list[tuple[torch.Tensor, int, int]] = []
+    for f, (first, c) in zip(maps, level_channels(maps)):
+        if out and tuple(out[-1][0].shape[-2:]) == tuple(f.shape[-2:]):
+            prev, p_first, p_c = out[-1]
+            out[-1] = (torch.cat([prev, f], 1), p_first, p_c + c)
+        else:
+            out.append((f, first, c))
+    return out
+
+
 class PatchCoreModule(nn.Module):
     """Feature maps -> (grid of nearest-bank distances, reweighted image score).
 
-    ``|x - b|^2 = |x|^2 + (|b|^2 - 2 x.b)``; the bracket is one GEMM per level with the bias folded
+    ``|x - b|^2 = |x|^2 + (|b|^2 - 2 x.b)``; the bracket is one GEMM per resolution with the bias folded
     in (``addmm`` -> ONNX Gemm), then one min-reduction. Deeper levels reach the stride-8 grid by
     bilinear upsampling, which is linear, so their dot products are taken at the level's own
     resolution and upsampled instead of the features: 4x (16x) fewer multiply-adds for a stride-16
@@ -127,15 +141,16 @@ class PatchCoreModule(nn.Module):
         n, _, h, w = maps[0].shape
         l, m = h * w, self.bank_t.shape[1]
         group = max(1, BLOCK_ELEMENTS // (l * min(m, BANK_CHUNK)))
+        blocks = resolution_blocks(maps)
         parts = []
         for g in range(0, n, group):
-            rows = [f[g : g + group].permute(0, 2, 3, 1) for f in maps]  # NHWC per level
+            rows = [f[g : g + group].permute(0, 2, 3, 1) for f, _, _ in blocks]  # NHWC per resolution
             ng = rows[0].shape[0]
             best = None
             for start in range(0, m, BANK_CHUNK):
                 stop = min(start + BANK_CHUNK, m)
                 d = None
-                for r, (first, c) in zip(rows, level_channels(maps)):
+                for r, (_, first, c) in zip(rows, blocks):
                     bank = self.bank_t[first : first + c, start:stop]
                     if d is None:
                         d = torch.addmm(self.bank_sq[start:stop], r.reshape(-1, c), bank, alpha=-2.0)
