@@ -87,12 +87,16 @@ def test_streamed_training_is_memory_bounded_and_matches(small_data, monkeypatch
     streamed = train(ds, cfg, progress=False)
     assert streamed.threshold == pytest.approx(cached.threshold, rel=1e-6)
     assert torch_equal(streamed.scorer.bank, cached.scorer.bank)
-    assert cached.scorer.coreset_stats["chunks"] == 1  # 40 images x 144 patches: the exact coreset
-    monkeypatch.setattr(patchcore, "CHUNK_PATCHES", 1000)  # 5760 patches -> two stages
+    patches = 40 * 144 * 3  # 40 images and their two flips, 12 x 12 patches each
+    assert cached.scorer.coreset_stats["patches"] == patches
+    monkeypatch.setattr(patchcore, "CHUNK_PATCHES", patches // 2)  # at most two chunks: the exact coreset
+    exact = train(ds, cfg, progress=False).scorer
+    assert exact.coreset_stats["chunks"] == 1 and len(exact.bank) == round(0.2 * patches)
+    monkeypatch.setattr(patchcore, "CHUNK_PATCHES", 1000)  # 17,280 patches -> two stages
     two = train(ds, cfg, progress=False)
     stats = two.scorer.coreset_stats
     assert stats["chunks"] > 1 and len(two.scorer.bank) == stats["bank"] <= stats["union"]
-    assert len(two.scorer.bank) <= round(0.2 * 40 * 144) + stats["chunks"]
+    assert len(two.scorer.bank) <= round(0.2 * patches)
     assert evaluate(*two.predict(ds.test.images), ds.test, two.threshold)["image_auroc"] > 0.9
     meta_dir = two.save(small_data["edge-impulse"].parent / "two-stage-model")
     meta = json.loads((meta_dir / "anomaly_metadata.json").read_text())
