@@ -60,17 +60,34 @@ class Scorer:
         """
         return self.fit(concat_batches(batches))
 
-    def holdout(self, held: np.ndarray, kept: Iterable[Features] = ()) -> "Scorer | None":
+    def holdout(self, held: np.ndarray, kept: Iterable[Features] | None = None) -> "Scorer | None":
         """A copy of this fitted scorer that has not learned from the training images ``held`` (indices).
 
         Validation scores held-out images with it. ``kept`` streams the feature batches of the other
         training images and their augmented copies (extracted on demand: a scorer that does not iterate it
-        pays nothing); validation also calls it without ``kept`` for the conservative scores the threshold
+        pays nothing); validation also calls it with ``kept`` None for the conservative scores the threshold
         policies use. The default returns None, and the framework fits a fresh scorer on the other images
         instead; scorers that can forget images cheaply override it (PatchCore replaces their memory-bank
-        entries by the nearest patches of the kept images, or drops them without ``kept``).
+        entries by the nearest patches of the other images, or drops them when ``kept`` is None).
         """
         return None
+
+    def holdout_predict(
+        self, held: np.ndarray, kept: Iterable[Features], inputs: Sequence[Features]
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None:
+        """For each of ``inputs``: the grids and scores of ``holdout(held, kept)`` and the scores of
+        ``holdout(held)`` (the conservative copy); None where :meth:`holdout` is. Override to share work
+        between the two copies."""
+        copy = self.holdout(held, kept)
+        if copy is None:
+            return None
+        strict = self.holdout(held)
+        if strict is None:
+            raise VadblocksError(
+                f"scorer {self.name!r}: holdout(held) returned None but holdout(held, kept) did not; "
+                "return a copy from both (or None from both to be refitted)"
+            )
+        return [(*copy.predict(x), strict.predict(x)[1]) for x in inputs]
 
     def build_scoring_module(self) -> nn.Module:
         """A torch module: list of feature maps -> ``(grid (N, G, G), image_score (N,))``."""

@@ -113,6 +113,10 @@ class StreamingCoreset:
     the ratio in each keeps the bank as fine as one exact pass over a few chunks would make it.
     Streams of at most ``2 * chunk_size`` patches get the exact single-stage coreset of ``ratio``;
     memory holds at most that many patches plus the selections.
+
+    After :meth:`finish`, :attr:`candidates` holds (patches, owners) that stand for the whole stream: the
+    stage-1 selections (every patch within the stage-1 radius of one), or every patch of a single-stage
+    stream. Validation searches them for what other images share with held-out ones.
     """
 
     def __init__(self, ratio: float, chunk_size: int, seed: int = 0, oversample: float = 2.0) -> None:
@@ -123,6 +127,7 @@ class StreamingCoreset:
         self._radius = 0.0
         self.total = 0
         self.stats: dict[str, int | float] = {}
+        self.candidates: tuple[np.ndarray, np.ndarray] | None = None
 
     def add(self, points: np.ndarray, owners: np.ndarray) -> None:
         """Add patches (N, C) float32 and the training-image index of each (N,)."""
@@ -156,10 +161,15 @@ class StreamingCoreset:
         """The memory bank (M, C) and the training image of each entry (M,)."""
         single = not self._kept  # at most two chunks' worth: one exact pass at the ratio
         if self._buffered:
-            self._reduce(*self._take(self._buffered), self.ratio if single else min(1.0, self.oversample * self.ratio))
+            rest = self._take(self._buffered)
+            if single:
+                self.candidates = rest
+            self._reduce(*rest, self.ratio if single else min(1.0, self.oversample * self.ratio))
         if not self._kept:
             raise ValueError("StreamingCoreset.finish() called before any patches were added")
         points, owners, projected = (np.concatenate([k[i] for k in self._kept]) for i in range(3))
+        if not single:
+            self.candidates = (points, owners)
         self.stats = {"patches": self.total, "chunks": len(self._kept)}
         n_bank = max(1, int(round(self.ratio * self.total)))
         if single or n_bank >= len(points):  # exact single stage, or the ratio keeps the whole union

@@ -9,7 +9,7 @@ distances from the most anomalous patch to the nearest bank entry's neighbourhoo
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Sequence
 
 import numpy as np
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover - torch is imported on use (patchcore_modu
     from torch import nn
 
 CHUNK_PATCHES = 8192  # stage-1 coreset chunk: up to 2x this many training patches get the exact coreset
-HOLDOUT_PATCHES = 200_000  # patches searched for the substitutes of held-out bank entries (1,400 images at 96x96)
+HOLDOUT_PATCHES = 200_000  # patches searched for the substitutes of held-out bank entries
 MAX_BANK_BYTES = 1 << 30  # the bank is baked into model.onnx / model.tflite (a flatbuffer stays under 2 GB)
 
 
@@ -103,6 +103,9 @@ class PatchCore(Scorer):
         self.bank: "torch.Tensor | None" = None
         self.bank_knn: "torch.Tensor | None" = None
         self._bank_images: "torch.Tensor | None" = None  # training image index of each bank entry
+        # (patches, owners) standing for every training patch (the coreset's stage-1 selections), kept from
+        # fit_batches for holdout(); not part of the saved state
+        self._candidates: "tuple[torch.Tensor, torch.Tensor] | None" = None
         self.coreset_stats: dict[str, Any] = {}
 
     def feature_levels(self) -> int:
@@ -147,6 +150,12 @@ class PatchCore(Scorer):
                 "(model files hold the bank; TFLite files cannot exceed 2 GB): lower --sampling-ratio"
             )
         self.coreset_stats = stream.stats
+        if stream.candidates is not None:
+            points, who = stream.candidates
+            if len(points) > HOLDOUT_PATCHES:  # a seeded subset bounds memory and the substitute search
+                pick = np.sort(np.random.default_rng(self.seed).choice(len(points), HOLDOUT_PATCHES, replace=False))
+                points, who = points[pick], who[pick]
+            self._candidates = (torch.from_numpy(np.ascontiguousarray(points)), torch.from_numpy(who))
         bank = torch.from_numpy(np.ascontiguousarray(bank))
         self._bank_images = torch.from_numpy(owners)
         self._set_bank(bank, bank_neighbours(bank, self.params["num_nearest_neighbors"]))
@@ -155,25 +164,24 @@ class PatchCore(Scorer):
     def training_scores(self, features: Features) -> np.ndarray:
         return self.training_scores_batches([features])
 
-    def holdout(self, held: np.ndarray, kept: Iterable[Features] = ()) -> "PatchCore":
+    def holdout(self, held: np.ndarray, kept: Iterable[Features] | None = None) -> "PatchCore":
         """This PatchCore as if fitted without the training images ``held``: their bank entries are
-        replaced by the nearest patch of the other images ``kept`` streams (dropped without that stream).
+        replaced by the nearest patch of the other training images (dropped, with nothing in their place,
+        when ``kept`` is None).
 
         A coreset entry stands for every training patch near it, not only its own image's: dropping the
         held-out images' entries would also uncover what the kept images share with them (the corner cells
         of an asymmetrically padded backbone, one entry for all 200 images, scored 58 against 26 on
         held-out leather). The substitutes keep covered what a coreset of the kept images would cover.
+        They are searched among the patches the coreset's first stage selected from the other images
+        (every training patch lies within the stage-1 radius of one); a PatchCore restored from a file
+        has no such record and searches the patches that ``kept`` streams instead.
         """
         import torch
 
-        from blocks.scorers.patchcore_module import bank_neighbours, nearest_patches, patches_of
+        from blocks.scorers.patchcore_module import bank_neighbours
 
-        if self.bank is None or self._bank_images is None:
-            raise VadblocksError("PatchCore holdout() needs a bank fitted by fit_batches")
-        drop = torch.isin(self._bank_images, torch.as_tensor(np.asarray(held, np.int64)))
-        flat = (p.reshape(-1, p.shape[-1]) for p in (patches_of(f, *self._embedding()) for f in kept))
-        subs, dist = nearest_patches(self.bank[drop], flat, HOLDOUT_PATCHES)
-        subs = torch.unique(subs[torch.isfinite(dist)], dim=0)
+        drop, subs = self._held_entries(held, kept)
         bank = torch.cat([self.bank[~drop], subs]).contiguous()
         if not len(bank):
             raise VadblocksError("holding out these images would leave the memory bank empty")
@@ -181,6 +189,56 @@ class PatchCore(Scorer):
         copy._bank_images = torch.cat([self._bank_images[~drop], torch.full((len(subs),), -1)])  # -1: a substitute
         copy._set_bank(bank, bank_neighbours(bank, self.params["num_nearest_neighbors"]))
         return copy
+
+    def holdout_predict(
+        self, held: np.ndarray, kept: Iterable[Features], inputs: Sequence[Features]
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """:meth:`Scorer.holdout_predict`; without the score reweighting (one neighbour) the substituted
+        bank is the strict one plus the substitutes, so each patch's distance is the smaller of its distances
+        to the two: the strict bank is scanned once for both."""
+        import torch
+
+        from blocks.scorers.patchcore_module import top_mean
+
+        if self.params["num_nearest_neighbors"] > 1:
+            return super().holdout_predict(held, kept, inputs)
+        drop, subs = self._held_entries(held, kept)
+        if not bool((~drop).any()):
+            raise VadblocksError("holding out these images would leave the memory bank empty")
+        strict, extra = type(self)(**self.params), type(self)(**self.params)
+        one = torch.arange(len(self.bank))[:, None]
+        strict._set_bank(self.bank[~drop].contiguous(), one[: int((~drop).sum())])
+        extra._set_bank(subs, one[: len(subs)])
+        out = []
+        for x in inputs:
+            grids, strict_scores = strict.predict(x)
+            if len(subs):
+                grids = np.minimum(grids, extra.predict(x)[0])
+            patch = torch.from_numpy(grids.reshape(len(grids), -1))
+            scores = top_mean(patch, patch.amax(dim=1, keepdim=True), self.params["top_patches"]).numpy()
+            out.append((grids, scores, strict_scores))
+        return out
+
+    def _held_entries(self, held: np.ndarray, kept: Iterable[Features] | None) -> "tuple[torch.Tensor, torch.Tensor]":
+        """The bank entries learned from ``held`` (bool mask) and their unique substitutes (see :meth:`holdout`;
+        none when ``kept`` is None)."""
+        import torch
+
+        from blocks.scorers.patchcore_module import nearest_patches, patches_of
+
+        if self.bank is None or self._bank_images is None:
+            raise VadblocksError("PatchCore holdout() needs a bank fitted by fit_batches")
+        held_t = torch.as_tensor(np.asarray(held, np.int64))
+        drop = torch.isin(self._bank_images, held_t)
+        if kept is None:
+            return drop, self.bank[:0]
+        if self._candidates is not None:
+            points, owners = self._candidates
+            flat: Iterable[torch.Tensor] = [points[~torch.isin(owners, held_t)]]
+        else:
+            flat = (p.reshape(-1, p.shape[-1]) for p in (patches_of(f, *self._embedding()) for f in kept))
+        subs, dist = nearest_patches(self.bank[drop], flat, HOLDOUT_PATCHES)
+        return drop, torch.unique(subs[torch.isfinite(dist)], dim=0)
 
     def training_scores_batches(self, batches: Iterable[Features]) -> np.ndarray:
         """Leave-one-image-out scores: each training image is scored without its own bank entries.

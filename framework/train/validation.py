@@ -89,7 +89,8 @@ def validate(
     ``scorer.holdout`` returns None).
 
     The estimate comes from ``scorer.holdout(held, kept)``: the model as if fitted on the other images.
-    ``strict`` holds the same images' scores from ``scorer.holdout(held)``, where nothing stands in for
+    ``strict`` holds the same images' scores from ``scorer.holdout(held)`` (both through
+    ``scorer.holdout_predict``), where nothing stands in for
     what the held-out images taught the scorer (PatchCore: their bank entries dropped): a conservative
     view, as of images from parts of the product no training image shows. The threshold policies use
     it (:func:`framework.train.thresholds.suggest`); for refitted scorers both are the same scores.
@@ -103,22 +104,22 @@ def validate(
     strict_normal, strict_anomaly = [], []
     copy, n_kept, refitted = "the fitted scorer made to forget the held-out images (Scorer.holdout)", 0, False
     for fold, (kept, held) in enumerate(fold_splits(n, seed)):
-        val_scorer = scorer.holdout(held, training_batches(kept, True))
-        strict = scorer.holdout(held) if val_scorer is not None else None
-        if val_scorer is None:
-            if fold:  # a refit costs a whole fit: scorers that cannot forget images are validated on one fold
-                break
-            val_scorer, copy, refitted = refit(kept), "a scorer refitted on the other training images", True
-        n_kept = len(kept)
         normal = concat_batches(training_batches(held, False))
         defective, m, k = make_anomalies(images[held], images[kept], seed + fold)
         defects = features_of(defective)
-        for grids, scores, x in ((normal_grids, normal_scores, normal), (anomaly_grids, anomaly_scores, defects)):
-            g, sc = val_scorer.predict(x)
+        pair = scorer.holdout_predict(held, training_batches(kept, True), [normal, defects])
+        if pair is None:
+            if fold:  # a refit costs a whole fit: scorers that cannot forget images are validated on one fold
+                break
+            val_scorer, copy, refitted = refit(kept), "a scorer refitted on the other training images", True
+            pair = [(*g_s, g_s[1]) for g_s in (val_scorer.predict(normal), val_scorer.predict(defects))]
+        n_kept = len(kept)
+        for (g, sc, strict), grids, scores, strict_scores in zip(
+            pair, (normal_grids, anomaly_grids), (normal_scores, anomaly_scores), (strict_normal, strict_anomaly)
+        ):
             grids.append(g)
             scores.append(sc)
-        strict_normal.append(normal_scores[-1] if strict is None else strict.predict(normal)[1])
-        strict_anomaly.append(anomaly_scores[-1] if strict is None else strict.predict(defects)[1])
+            strict_scores.append(strict)
         masks.append(m)
         kinds += list(k)
     grouped = None

@@ -75,6 +75,10 @@ def test_short_streams_get_the_exact_coreset():
     sel, _ = greedy_coreset(pts, 300, seed=2)
     np.testing.assert_array_equal(bank, pts[sel])
     np.testing.assert_array_equal(owners, sel // 10)
+    sc = StreamingCoreset(0.1, chunk_size=1500, seed=2)
+    stream(sc, pts)
+    np.testing.assert_array_equal(sc.candidates[0], pts)  # a single stage: every patch stands for itself
+    np.testing.assert_array_equal(sc.candidates[1], np.arange(3000) // 10)
 
 
 def test_two_stage_bounds_size_and_covering_radius():
@@ -88,6 +92,12 @@ def test_two_stage_bounds_size_and_covering_radius():
     assert d.max() <= 2 * sc.stats["stage1_radius"] + 1e-4  # every patch within twice the stage-1 radius
     hits = (pts[None, :, :] == bank[:50, None, :]).all(-1)  # entries are real patches with their owners
     assert np.array_equal(np.argmax(hits, axis=1) // 10, owners[:50])
+    cand, cand_owners = sc.candidates  # the stage-1 union: every patch within the stage-1 radius of one
+    assert len(cand) == sc.stats["union"] and len(cand_owners) == len(cand)
+    d = np.sqrt(((pts[::7, None] - cand[None]) ** 2).sum(-1)).min(1)
+    assert d.max() <= sc.stats["stage1_radius"] + 1e-4
+    hits = (pts[None, :, :] == cand[::40, None, :]).all(-1)
+    assert np.array_equal(np.argmax(hits, axis=1) // 10, cand_owners[::40])
 
 
 def test_ratio_one_keeps_every_patch():

@@ -112,6 +112,52 @@ def test_holdout_keeps_covered_what_the_kept_images_share(monkeypatch):
     assert pc.holdout(held, kept_batches).bank.shape[0] == pc.bank.shape[0] - int((pc._bank_images == owner).sum())
 
 
+@pytest.mark.parametrize("k", [1, 3])
+def test_holdout_predict_is_what_the_two_holdout_copies_give(k):
+    """One pass for the substituted and the strict copies (one neighbour: the strict bank is scanned once for
+    both; more: two copies) gives their grids and scores."""
+    train, test = features(12, seed=0), features(3, seed=4)
+    pc = PatchCore(sampling_ratio=0.3, num_nearest_neighbors=k, top_patches=2).fit(train)
+    held = np.array([1, 5, 8])
+    kept = [[f[np.setdiff1d(np.arange(12), held)] for f in train]]
+    (grids, scores, strict), (g2, s2, st2) = pc.holdout_predict(held, kept, [test, [f[held] for f in train]])
+    forgot, dropped = pc.holdout(held, kept), pc.holdout(held)
+    assert (forgot._bank_images == -1).any()  # there are substitutes to take the minimum with
+    for x, g, s, st in ((test, grids, scores, strict), ([f[held] for f in train], g2, s2, st2)):
+        ref_g, ref_s = forgot.predict(x)
+        np.testing.assert_allclose(g, ref_g, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(s, ref_s, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(st, dropped.predict(x)[1], rtol=1e-5, atol=1e-5)
+    if k == 1:  # nothing in place of their own memory: the held-out images score higher
+        assert (st2 > s2).all()
+
+
+def test_holdout_substitutes_come_from_the_stage1_selections(monkeypatch):
+    """Fitted in this process, the substitutes are patches the coreset's first stage selected from the other
+    images; restored from a file (no such record) they are searched in the kept stream, with the same effect."""
+    monkeypatch.setattr(patchcore, "CHUNK_PATCHES", 300)  # 20 images x 144 patches: a two-stage coreset
+    train = features(20, levels=1, seed=3)
+    pc = PatchCore(num_layers=1, pool_size=1, sampling_ratio=0.1).fit(train)
+    points, owners = pc._candidates
+    assert len(points) == pc.coreset_stats["union"] > len(pc.bank)
+    held = np.array([2, 7, 11, 19])
+    kept_ids = np.setdiff1d(np.arange(20), held)
+    forgot = pc.holdout(held, [[train[0][kept_ids]]])
+    subs = forgot.bank[forgot._bank_images == -1]
+    allowed = points[~torch.isin(owners, torch.as_tensor(held))]
+    assert len(subs) and (subs[:, None, :] == allowed[None]).all(-1).any(1).all()
+    arrays, config = pc.get_state()
+    restored = patchcore.PatchCore(num_layers=1, pool_size=1, sampling_ratio=0.1).set_state(arrays, config)
+    assert restored._candidates is None  # not part of the saved state
+    searched = restored.holdout(held, [[train[0][kept_ids]]])
+    flat = train[0][kept_ids].permute(0, 2, 3, 1).reshape(-1, train[0].shape[1])
+    other = searched.bank[searched._bank_images == -1]
+    assert len(other) and (other[:, None, :] == flat[None]).all(-1).any(1).all()
+    x = [train[0][held]]  # both stand in for the held-out memory about as closely
+    near, coarse = searched.predict(x)[0], forgot.predict(x)[0]
+    assert abs(coarse.mean() / near.mean() - 1) < 0.1, (coarse.mean(), near.mean())
+
+
 def test_leave_one_out_training_scores_exceed_self_scores():
     train = features(8)
     pc = PatchCore(sampling_ratio=0.5).fit(train)
