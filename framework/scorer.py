@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Sequence
 
 import numpy as np
@@ -14,6 +15,16 @@ if TYPE_CHECKING:  # pragma: no cover - torch is imported on use: declarations l
     from torch import nn
 
 Features = Sequence["torch.Tensor"]  # one (N, C_l, H_l, W_l) float32 tensor per level, stride 8 first
+
+
+@dataclass
+class HeldOutScores:
+    """One input's scores from :meth:`Scorer.holdout_predict`."""
+
+    grids: np.ndarray  # (N, G, G) by holdout(held, kept)
+    scores: np.ndarray  # (N,) by holdout(held, kept)
+    strict: np.ndarray  # (N,) by holdout(held)
+    leave_one_out: np.ndarray | None = None  # (N,) leave-one-image-out scores of the held images (input ``own``)
 
 
 class Scorer:
@@ -73,11 +84,15 @@ class Scorer:
         return None
 
     def holdout_predict(
-        self, held: np.ndarray, kept: Iterable[Features], inputs: Sequence[Features]
-    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None:
+        self, held: np.ndarray, kept: Iterable[Features], inputs: Sequence[Features], own: int | None = None
+    ) -> "list[HeldOutScores] | None":
         """For each of ``inputs``: the grids and scores of ``holdout(held, kept)`` and the scores of
-        ``holdout(held)`` (the conservative copy); None where :meth:`holdout` is. Override to share work
-        between the two copies."""
+        ``holdout(held)`` (the conservative copy); None where :meth:`holdout` is.
+
+        ``own``: the index of the input that holds the ``held`` training images themselves, in that order; a
+        scorer may then also give their leave-one-image-out scores (what :meth:`training_scores_batches`
+        gives them) in that input's ``leave_one_out``, when it gets them cheaply along the way. Override to
+        share work between the copies (the default builds both and scores ``inputs`` with each)."""
         copy = self.holdout(held, kept)
         if copy is None:
             return None
@@ -87,7 +102,7 @@ class Scorer:
                 f"scorer {self.name!r}: holdout(held) returned None but holdout(held, kept) did not; "
                 "return a copy from both (or None from both to be refitted)"
             )
-        return [(*copy.predict(x), strict.predict(x)[1]) for x in inputs]
+        return [HeldOutScores(*copy.predict(x), strict.predict(x)[1]) for x in inputs]
 
     def build_scoring_module(self) -> nn.Module:
         """A torch module: list of feature maps -> ``(grid (N, G, G), image_score (N,))``."""

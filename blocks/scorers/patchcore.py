@@ -16,7 +16,7 @@ import numpy as np
 from framework import hookimpl
 from framework.errors import VadblocksError
 from framework.params import Param, Search
-from framework.scorer import Features, Scorer, check_features
+from framework.scorer import Features, HeldOutScores, Scorer, check_features
 
 if TYPE_CHECKING:  # pragma: no cover - torch is imported on use (patchcore_module.py)
     import torch
@@ -191,33 +191,45 @@ class PatchCore(Scorer):
         return copy
 
     def holdout_predict(
-        self, held: np.ndarray, kept: Iterable[Features], inputs: Sequence[Features]
-    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """:meth:`Scorer.holdout_predict`; without the score reweighting (one neighbour) the substituted
-        bank is the strict one plus the substitutes, so each patch's distance is the smaller of its distances
-        to the two: the strict bank is scanned once for both."""
+        self, held: np.ndarray, kept: Iterable[Features], inputs: Sequence[Features], own: int | None = None
+    ) -> list[HeldOutScores]:
+        """:meth:`Scorer.holdout_predict`. Without the score reweighting (one neighbour), a patch's distance to a
+        bank is the smallest of its distances to the bank's parts, so the bank without the held-out entries is
+        scanned once: the substituted copy adds the few substitutes, and the held images' leave-one-image-out
+        scores (``own``) add the held-out entries other than each image's own."""
         import torch
 
         from blocks.scorers.patchcore_module import top_mean
 
         if self.params["num_nearest_neighbors"] > 1:
-            return super().holdout_predict(held, kept, inputs)
+            return super().holdout_predict(held, kept, inputs, own)
         drop, subs = self._held_entries(held, kept)
         if not bool((~drop).any()):
             raise VadblocksError("holding out these images would leave the memory bank empty")
-        strict, extra = type(self)(**self.params), type(self)(**self.params)
-        one = torch.arange(len(self.bank))[:, None]
-        strict._set_bank(self.bank[~drop].contiguous(), one[: int((~drop).sum())])
-        extra._set_bank(subs, one[: len(subs)])
-        out = []
-        for x in inputs:
-            grids, strict_scores = strict.predict(x)
-            if len(subs):
-                grids = np.minimum(grids, extra.predict(x)[0])
+        strict, extra, fold = (self._part(rows) for rows in (self.bank[~drop], subs, self.bank[drop]))
+        fold._bank_images = self._bank_images[drop]  # type: ignore[index]
+
+        def score(grids: np.ndarray) -> np.ndarray:
             patch = torch.from_numpy(grids.reshape(len(grids), -1))
-            scores = top_mean(patch, patch.amax(dim=1, keepdim=True), self.params["top_patches"]).numpy()
-            out.append((grids, scores, strict_scores))
+            return top_mean(patch, patch.amax(dim=1, keepdim=True), self.params["top_patches"]).numpy()
+
+        out = []
+        for i, x in enumerate(inputs):
+            strict_grids, strict_scores = strict.predict(x)
+            grids = np.minimum(strict_grids, extra.predict(x)[0]) if len(subs) else strict_grids
+            result = HeldOutScores(grids, score(grids), strict_scores)
+            if i == own:
+                result.leave_one_out = score(np.minimum(strict_grids, fold._grids_without_own(x, held)))
+            out.append(result)
         return out
+
+    def _part(self, rows: "torch.Tensor") -> "PatchCore":
+        """A copy scoring against the bank rows ``rows`` alone (no reweighting)."""
+        import torch
+
+        part = type(self)(**self.params)
+        part._set_bank(rows.contiguous(), torch.arange(len(rows))[:, None])
+        return part
 
     def _held_entries(self, held: np.ndarray, kept: Iterable[Features] | None) -> "tuple[torch.Tensor, torch.Tensor]":
         """The bank entries learned from ``held`` (bool mask) and their unique substitutes (see :meth:`holdout`;
@@ -239,6 +251,21 @@ class PatchCore(Scorer):
             flat = (p.reshape(-1, p.shape[-1]) for p in (patches_of(f, *self._embedding()) for f in kept))
         subs, dist = nearest_patches(self.bank[drop], flat, HOLDOUT_PATCHES)
         return drop, torch.unique(subs[torch.isfinite(dist)], dim=0)
+
+    def _grids_without_own(self, features: Features, images: np.ndarray) -> np.ndarray:
+        """Grids of ``features`` (training images ``images``, in order), each without its own bank entries
+        (inf where nothing is left)."""
+        import torch
+
+        ids = torch.as_tensor(np.asarray(images, np.int64))
+        if self.bank is None or self._bank_images is None or not len(self.bank):
+            return np.full((len(ids), *features[0].shape[-2:]), np.inf, np.float32)
+        module, out = self.scoring_module(), []
+        with torch.inference_mode():
+            for i in range(0, len(ids), self.batch_size):
+                exclude = ids[i : i + self.batch_size, None] == self._bank_images[None, :]
+                out.append(module([f[i : i + self.batch_size] for f in features], exclude=exclude)[0].numpy())
+        return np.concatenate(out)
 
     def training_scores_batches(self, batches: Iterable[Features]) -> np.ndarray:
         """Leave-one-image-out scores: each training image is scored without its own bank entries.

@@ -245,8 +245,6 @@ def train(
     else:
         scorer.fit_batches(stream.first_pass())
     t1 = time.perf_counter()
-    train_scores = scorer.training_scores_batches(stream.second_pass())
-    t2 = time.perf_counter()
     held = None
     if opts["validation"]:
         held = validation.validate(
@@ -256,6 +254,10 @@ def train(
             stream.subset,
             lambda kept: _refit(registry, config, stream, kept),
         )
+    t2 = time.perf_counter()
+    train_scores = held.get("training_scores") if held else None  # leave-one-out scores validation got on its way
+    if train_scores is None:
+        train_scores = scorer.training_scores_batches(stream.second_pass())
     t3 = time.perf_counter()
     policy = opts["threshold_policy"]
     if policy == "f1" and held is None:  # validation off, or too few images to hold any out
@@ -295,8 +297,8 @@ def train(
         },
         "timings": {
             "fitSeconds": round(t1 - t0, 3),
-            "thresholdSeconds": round(t2 - t1, 3),
-            "validationSeconds": round(t3 - t2, 3),
+            "thresholdSeconds": round(t3 - t2, 3),
+            "validationSeconds": round(t2 - t1, 3),
         },
         "plugins": {
             "scorer": _dist(registry.scorer(config.scorer)),
@@ -311,7 +313,7 @@ def train(
         )
         model.metadata["validation"] = {"source": None, "reason": reason}
     else:
-        section = validation.summary(held, model.threshold, opts["threshold_policy"], t3 - t2)
+        section = validation.summary(held, model.threshold, opts["threshold_policy"], t2 - t1)
         if len(dataset.test):
             grids, scores = model.predict(dataset.test.images, progress)
             labelled = validation.labelled_summary(grids, scores, dataset.test, model.threshold)

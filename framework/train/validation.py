@@ -21,7 +21,7 @@ import numpy as np
 
 from framework.data import Split
 from framework.metrics import auroc, evaluate
-from framework.scorer import concat_batches
+from framework.scorer import HeldOutScores, concat_batches
 from framework.train.synthetic import KINDS, SCALES, make_anomalies
 
 HOLDOUT_FRACTION = 0.2
@@ -96,6 +96,8 @@ def validate(
     it (:func:`framework.train.thresholds.suggest`); for refitted scorers both are the same scores.
     ``grouped`` holds normal scores from ``scorer.holdout(group)`` for each of :func:`similar_groups`
     (None for refitted scorers): the threshold policies' false positive bound is taken on them.
+    ``training_scores`` holds every training image's leave-one-image-out score when the scorer gave them
+    along the way (``HeldOutScores.leave_one_out``; else None): what ``scorer.training_scores_batches`` gives.
     """
     n = len(images)
     if n < MIN_IMAGES:
@@ -103,23 +105,28 @@ def validate(
     normal_grids, normal_scores, anomaly_grids, anomaly_scores, masks, kinds = [], [], [], [], [], []
     strict_normal, strict_anomaly = [], []
     copy, n_kept, refitted = "the fitted scorer made to forget the held-out images (Scorer.holdout)", 0, False
+    loo: np.ndarray | None = np.full(n, np.nan)
     for fold, (kept, held) in enumerate(fold_splits(n, seed)):
         normal = concat_batches(training_batches(held, False))
         defective, m, k = make_anomalies(images[held], images[kept], seed + fold)
         defects = features_of(defective)
-        pair = scorer.holdout_predict(held, training_batches(kept, True), [normal, defects])
-        if pair is None:
+        both = scorer.holdout_predict(held, training_batches(kept, True), [normal, defects], own=0)
+        if both is None:
             if fold:  # a refit costs a whole fit: scorers that cannot forget images are validated on one fold
                 break
             val_scorer, copy, refitted = refit(kept), "a scorer refitted on the other training images", True
-            pair = [(*g_s, g_s[1]) for g_s in (val_scorer.predict(normal), val_scorer.predict(defects))]
+            both = [HeldOutScores(*g_s, g_s[1]) for g_s in (val_scorer.predict(normal), val_scorer.predict(defects))]
         n_kept = len(kept)
-        for (g, sc, strict), grids, scores, strict_scores in zip(
-            pair, (normal_grids, anomaly_grids), (normal_scores, anomaly_scores), (strict_normal, strict_anomaly)
+        if loo is not None and both[0].leave_one_out is not None:
+            loo[held] = both[0].leave_one_out
+        else:
+            loo = None
+        for r, grids, scores, strict_scores in zip(
+            both, (normal_grids, anomaly_grids), (normal_scores, anomaly_scores), (strict_normal, strict_anomaly)
         ):
-            grids.append(g)
-            scores.append(sc)
-            strict_scores.append(strict)
+            grids.append(r.grids)
+            scores.append(r.scores)
+            strict_scores.append(r.strict)
         masks.append(m)
         kinds += list(k)
     grouped = None
@@ -139,6 +146,7 @@ def validate(
         "grouped": grouped,
         "fold_sizes": [len(x) for x in normal_scores],
         "strict": {"normal_scores": np.concatenate(strict_normal), "anomaly_scores": np.concatenate(strict_anomaly)},
+        "training_scores": None if loo is None or np.isnan(loo).any() else loo,
     }
 
 

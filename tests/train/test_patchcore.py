@@ -115,21 +115,29 @@ def test_holdout_keeps_covered_what_the_kept_images_share(monkeypatch):
 @pytest.mark.parametrize("k", [1, 3])
 def test_holdout_predict_is_what_the_two_holdout_copies_give(k):
     """One pass for the substituted and the strict copies (one neighbour: the strict bank is scanned once for
-    both; more: two copies) gives their grids and scores."""
+    both, and the held images' leave-one-image-out scores come along; more: two copies) gives their grids and
+    scores."""
     train, test = features(12, seed=0), features(3, seed=4)
     pc = PatchCore(sampling_ratio=0.3, num_nearest_neighbors=k, top_patches=2).fit(train)
     held = np.array([1, 5, 8])
     kept = [[f[np.setdiff1d(np.arange(12), held)] for f in train]]
-    (grids, scores, strict), (g2, s2, st2) = pc.holdout_predict(held, kept, [test, [f[held] for f in train]])
+    own = [f[held] for f in train]
+    on_test, on_own = pc.holdout_predict(held, kept, [test, own], own=1)
     forgot, dropped = pc.holdout(held, kept), pc.holdout(held)
     assert (forgot._bank_images == -1).any()  # there are substitutes to take the minimum with
-    for x, g, s, st in ((test, grids, scores, strict), ([f[held] for f in train], g2, s2, st2)):
+    for x, r in ((test, on_test), (own, on_own)):
         ref_g, ref_s = forgot.predict(x)
-        np.testing.assert_allclose(g, ref_g, rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(s, ref_s, rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(st, dropped.predict(x)[1], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(r.grids, ref_g, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(r.scores, ref_s, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(r.strict, dropped.predict(x)[1], rtol=1e-5, atol=1e-5)
+    assert on_test.leave_one_out is None
     if k == 1:  # nothing in place of their own memory: the held-out images score higher
-        assert (st2 > s2).all()
+        assert (on_own.strict > on_own.scores).all()
+        loo = pc.training_scores(train)[held]  # each image without its own entries only
+        np.testing.assert_allclose(on_own.leave_one_out, loo, rtol=1e-5, atol=1e-5)
+        assert (on_own.leave_one_out <= on_own.strict).all() and (on_own.leave_one_out < on_own.strict).any()
+    else:  # reweighted scores: the two copies, nothing more
+        assert on_own.leave_one_out is None
 
 
 def test_holdout_substitutes_come_from_the_stage1_selections(monkeypatch):

@@ -183,11 +183,20 @@ def test_f1_policy_without_validation_falls_back_to_the_maximum(small_data, tmp_
     assert "Validation: turned off (--validation 0)" in result.output
 
 
-def test_augmented_copies_count_as_their_source_image(registry, dataset):
-    """Leave-one-out training scores exclude the bank entries of an image's flipped copies too."""
+@pytest.mark.parametrize("validate", [0, 1])
+def test_augmented_copies_count_as_their_source_image(registry, dataset, validate, monkeypatch):
+    """Leave-one-out training scores exclude the bank entries of an image's flipped copies too; with validation
+    they come from its folds (each held-out image scored without its own entries), with the same values."""
+    if validate:  # the folds give them: no second pass over the training set
+
+        def second_pass(*args, **kwargs):
+            raise AssertionError("validation gave the leave-one-out scores; training_scores_batches is not needed")
+
+        monkeypatch.setattr(registry.scorer("patchcore").cls, "training_scores_batches", second_pass)
     model = train(
-        dataset, resolve(registry, {"augment": "flips", "sampling-ratio": 0.5, "validation": 0}), progress=False
+        dataset, resolve(registry, {"augment": "flips", "sampling-ratio": 0.5, "validation": validate}), progress=False
     )
+    monkeypatch.undo()
     scorer = model.scorer
     owners = scorer._bank_images
     n = len(dataset.train)
@@ -201,6 +210,7 @@ def test_augmented_copies_count_as_their_source_image(registry, dataset):
     loo = scorer.training_scores(feats)
     np.testing.assert_allclose(loo, manual, rtol=1e-5)
     assert model.metadata["maxTrainingScore"] == pytest.approx(float(manual.max()), rel=1e-5)
+    assert model.metadata["trainScoreRange"][0] == pytest.approx(float(manual.min()), rel=1e-5)
     assert (leaky < manual).mean() > 0.9  # scoring against its own copies would hide most of the distance
 
 
