@@ -35,5 +35,6 @@ def register_scorers(register: Callable[[type], None]) -> None:
     ``parameters``, ``fit(features)`` on normal data only, ``build_scoring_module()``
     returning the torch module that maps feature maps to the per-cell grid and image
     scores (``predict`` and every exported file run it), ``grid_size(input_width)``, and
-    pickle-free ``get_state``/``set_state``; optionally ``holdout`` (validation without a refit).
+    pickle-free ``get_state``/``set_state``; optionally ``holdout`` (validation without a refit) and
+    ``holdout_predict`` (work shared between the held-out copies validation scores with).
     """

@@ -200,3 +200,27 @@ def test_bank_neighbours_are_the_nearest_entries_itself_first(k):
     d = ((bank[:, None] - bank[None]) ** 2).sum(-1).numpy()
     np.fill_diagonal(d, -1.0)
     np.testing.assert_array_equal(got, np.argsort(d, 1, kind="stable")[:, :k])
+
+
+def test_holdout_predict_default_builds_both_copies_and_refuses_half_a_contract():
+    """The base class scores each input with holdout(held, kept) and holdout(held); a plugin whose holdout gives
+    a copy with ``kept`` but None without is told what to fix."""
+    from framework.scorer import Scorer
+
+    train = features(6, seed=2)
+    pc = PatchCore(sampling_ratio=0.5, num_nearest_neighbors=1).fit(train)
+    held, kept = np.array([0, 3]), [[f[[1, 2, 4, 5]] for f in train]]
+    test = features(2, seed=8)
+    (base,) = Scorer.holdout_predict(pc, held, kept, [test])
+    (fast,) = pc.holdout_predict(held, kept, [test])
+    for a, b in ((base.grids, fast.grids), (base.scores, fast.scores), (base.strict, fast.strict)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    assert base.leave_one_out is None  # the default does not compute them
+
+    class HalfHoldout(patchcore.PatchCore):
+        def holdout(self, held, kept=None):
+            return None if kept is None else super().holdout(held, kept)
+
+    half = HalfHoldout(num_layers=2, pool_size=3, sampling_ratio=0.5, num_nearest_neighbors=3).fit(train)
+    with pytest.raises(VadblocksError, match=r"holdout\(held\) returned None but holdout\(held, kept\) did not"):
+        half.holdout_predict(held, kept, [test])
