@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover - torch is imported on use (patchcore_modu
 
 CHUNK_PATCHES = 8192  # stage-1 coreset chunk: up to 2x this many training patches get the exact coreset
 HOLDOUT_PATCHES = 200_000  # patches searched for the substitutes of held-out bank entries
+HOLDOUT_BYTES = 128 << 20  # the candidates for them kept after a fit (a seeded subset beyond this)
 MAX_BANK_BYTES = 1 << 30  # the bank is baked into model.onnx / model.tflite (a flatbuffer stays under 2 GB)
 
 
@@ -152,8 +153,9 @@ class PatchCore(Scorer):
         self.coreset_stats = stream.stats
         if stream.candidates is not None:
             points, who = stream.candidates
-            if len(points) > HOLDOUT_PATCHES:  # a seeded subset bounds memory and the substitute search
-                pick = np.sort(np.random.default_rng(self.seed).choice(len(points), HOLDOUT_PATCHES, replace=False))
+            keep = min(HOLDOUT_PATCHES, HOLDOUT_BYTES // max(1, points.shape[1] * points.itemsize))
+            if len(points) > keep:  # a seeded subset bounds memory and the substitute search
+                pick = np.sort(np.random.default_rng(self.seed).choice(len(points), keep, replace=False))
                 points, who = points[pick], who[pick]
             self._candidates = (torch.from_numpy(np.ascontiguousarray(points)), torch.from_numpy(who))
         bank = torch.from_numpy(np.ascontiguousarray(bank))
@@ -246,7 +248,8 @@ class PatchCore(Scorer):
             return drop, self.bank[:0]
         if self._candidates is not None:
             points, owners = self._candidates
-            flat: Iterable[torch.Tensor] = [points[~torch.isin(owners, held_t)]]
+            # in blocks of a chunk: each block of candidates stays in cache while every held-out entry meets it
+            flat: Iterable[torch.Tensor] = points[~torch.isin(owners, held_t)].split(CHUNK_PATCHES)
         else:
             flat = (p.reshape(-1, p.shape[-1]) for p in (patches_of(f, *self._embedding()) for f in kept))
         subs, dist = nearest_patches(self.bank[drop], flat, HOLDOUT_PATCHES)

@@ -164,6 +164,10 @@ def test_holdout_substitutes_come_from_the_stage1_selections(monkeypatch):
     x = [train[0][held]]  # both stand in for the held-out memory about as closely
     near, coarse = searched.predict(x)[0], forgot.predict(x)[0]
     assert abs(coarse.mean() / near.mean() - 1) < 0.1, (coarse.mean(), near.mean())
+    monkeypatch.setattr(patchcore, "HOLDOUT_BYTES", 100 * points.shape[1] * 4)  # memory for 100 candidates
+    capped = PatchCore(num_layers=1, pool_size=1, sampling_ratio=0.1).fit(train)
+    assert len(capped._candidates[0]) == 100 and torch.equal(capped.bank, pc.bank)  # the same bank
+    assert (capped._candidates[0][:, None, :] == points[None]).all(-1).any(1).all()  # a subset of the union
 
 
 def test_leave_one_out_training_scores_exceed_self_scores():
