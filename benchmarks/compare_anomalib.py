@@ -57,7 +57,7 @@ def ours_fit(category: str, threads: int, model_dir: str) -> dict:
 
     torch.set_num_threads(threads)
     from framework.config import resolve
-    from framework.data import load_dataset
+    from framework.data import Split, load_dataset
     from framework.plugins import get_registry
     from framework.train.export import save_with_exports
     from framework.train.pipeline import train
@@ -65,12 +65,7 @@ def ours_fit(category: str, threads: int, model_dir: str) -> dict:
     ds = load_dataset(category, image_size=96)
     # anomalib's fit time covers its training alone, ours too: the test split is scored in ours_serve, not by
     # train() (which reports labelled figures when the data directory has a test split)
-    ds = dataclasses.replace(
-        ds,
-        test=dataclasses.replace(
-            ds.test, images=ds.test.images[:0], anomalous=ds.test.anomalous[:0], names=[], masks=None, has_mask=None
-        ),
-    )
+    ds = dataclasses.replace(ds, test=Split(ds.test.images[:0], ds.test.anomalous[:0], []))
     cfg = resolve(get_registry(), {})  # the product's defaults, validation and augmentation included
     t0 = time.perf_counter()
     model = train(ds, cfg, progress=False)

@@ -209,7 +209,6 @@ class PatchCore(Scorer):
         if not bool((~drop).any()):
             raise VadblocksError("holding out these images would leave the memory bank empty")
         strict, extra, fold = (self._part(rows) for rows in (self.bank[~drop], subs, self.bank[drop]))
-        fold._bank_images = self._bank_images[drop]  # type: ignore[index]
 
         def score(grids: np.ndarray) -> np.ndarray:
             patch = torch.from_numpy(grids.reshape(len(grids), -1))
@@ -220,8 +219,9 @@ class PatchCore(Scorer):
             strict_grids, strict_scores = strict.predict(x)
             grids = np.minimum(strict_grids, extra.predict(x)[0]) if len(subs) else strict_grids
             result = HeldOutScores(grids, score(grids), strict_scores)
-            if i == own:
-                result.leave_one_out = score(np.minimum(strict_grids, fold._grids_without_own(x, held)))
+            if i == own:  # each held image also meets the held-out entries that are not its own
+                others = fold._without_own(x, held, self._bank_images[drop])[0] if bool(drop.any()) else strict_grids
+                result.leave_one_out = score(np.minimum(strict_grids, others))
             out.append(result)
         return out
 
@@ -255,20 +255,22 @@ class PatchCore(Scorer):
         subs, dist = nearest_patches(self.bank[drop], flat, HOLDOUT_PATCHES)
         return drop, torch.unique(subs[torch.isfinite(dist)], dim=0)
 
-    def _grids_without_own(self, features: Features, images: np.ndarray) -> np.ndarray:
-        """Grids of ``features`` (training images ``images``, in order), each without its own bank entries
-        (inf where nothing is left)."""
+    def _without_own(
+        self, features: Features, images: np.ndarray, owners: "torch.Tensor | None"
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Grids and scores of ``features`` (training images ``images``, in order), each scored without the bank
+        entries that ``owners`` (the training image of each entry; None: exclude nothing) gives its image."""
         import torch
 
         ids = torch.as_tensor(np.asarray(images, np.int64))
-        if self.bank is None or self._bank_images is None or not len(self.bank):
-            return np.full((len(ids), *features[0].shape[-2:]), np.inf, np.float32)
-        module, out = self.scoring_module(), []
+        module, grids, scores = self.scoring_module(), [], []
         with torch.inference_mode():
             for i in range(0, len(ids), self.batch_size):
-                exclude = ids[i : i + self.batch_size, None] == self._bank_images[None, :]
-                out.append(module([f[i : i + self.batch_size] for f in features], exclude=exclude)[0].numpy())
-        return np.concatenate(out)
+                exclude = None if owners is None else ids[i : i + self.batch_size, None] == owners[None, :]
+                g, sc = module([f[i : i + self.batch_size] for f in features], exclude=exclude)
+                grids.append(g.numpy())
+                scores.append(sc.numpy())
+        return np.concatenate(grids), np.concatenate(scores)
 
     def training_scores_batches(self, batches: Iterable[Features]) -> np.ndarray:
         """Leave-one-image-out scores: each training image is scored without its own bank entries.
@@ -283,19 +285,14 @@ class PatchCore(Scorer):
         owners = self._bank_images
         if owners is not None and len(torch.unique(owners)) < 2:
             owners = None  # a single training image: nothing would be left to compare with
-        module = self.scoring_module()
         out, offset = [], 0
-        with torch.inference_mode():
-            for features in tqdm(
-                batches, desc="threshold", unit="batch", disable=not self.verbose, leave=False, mininterval=1.0
-            ):
-                check_features(features, self.feature_levels())
-                for i in range(0, features[0].shape[0], self.batch_size):
-                    batch = [f[i : i + self.batch_size] for f in features]
-                    ids = torch.arange(offset, offset + batch[0].shape[0])
-                    exclude = None if owners is None else ids[:, None] == owners[None, :]
-                    out.append(module(batch, exclude=exclude)[1].numpy())
-                    offset += batch[0].shape[0]
+        for features in tqdm(
+            batches, desc="threshold", unit="batch", disable=not self.verbose, leave=False, mininterval=1.0
+        ):
+            check_features(features, self.feature_levels())
+            n = features[0].shape[0]
+            out.append(self._without_own(features, np.arange(offset, offset + n), owners)[1])
+            offset += n
         if owners is not None and int(owners.max()) >= offset:
             raise VadblocksError(
                 f"training_scores got {offset} images but the bank was fitted on more; pass the training set fit() saw"

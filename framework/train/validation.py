@@ -107,13 +107,13 @@ def validate(
     copy, n_kept, refitted = "the fitted scorer made to forget the held-out images (Scorer.holdout)", 0, False
     loo: np.ndarray | None = np.full(n, np.nan)
     for fold, (kept, held) in enumerate(fold_splits(n, seed)):
+        if refitted:  # a refit costs a whole fit: scorers that cannot forget images are validated on one fold
+            break
         normal = concat_batches(training_batches(held, False))
         defective, m, k = make_anomalies(images[held], images[kept], seed + fold)
         defects = features_of(defective)
         both = scorer.holdout_predict(held, training_batches(kept, True), [normal, defects], own=0)
         if both is None:
-            if fold:  # a refit costs a whole fit: scorers that cannot forget images are validated on one fold
-                break
             val_scorer, copy, refitted = refit(kept), "a scorer refitted on the other training images", True
             both = [HeldOutScores(*g_s, g_s[1]) for g_s in (val_scorer.predict(normal), val_scorer.predict(defects))]
         n_kept = len(kept)
