@@ -1,10 +1,10 @@
 """Greedy k-center coreset selection (Gonzalez), exact on the points it is given, in one compiled loop.
 
 Each iteration adds the point farthest from the selected centres and updates every point's
-distance to its nearest centre. The update skips a point without touching its features when
-the triangle inequality proves the new centre cannot be closer than its current one
-(``|c - a| >= 2 |p - a|`` for p's centre ``a``): late iterations read 8 bytes per point
-instead of a whole feature row. Same selection as the textbook loop; no Python per iteration.
+distance to its nearest centre. Every point-centre distance is computed: the distance loop
+vectorises, and on 32- to 128-dimensional patch features that beats skipping points by the
+triangle inequality (a data-dependent branch per point; see docs/benchmarks.md, "Coreset and
+nearest neighbours"). No Python per iteration.
 
 :class:`StreamingCoreset` bounds memory and time for large training sets: each chunk of patches gets
 its own exact coreset of twice the ratio as the patches stream in (stage 1), and a global greedy pass
@@ -39,26 +39,20 @@ def _greedy(points: np.ndarray, n_select: int, first: int, stop_sq: float) -> tu
     """
     n = points.shape[0]
     min_d = np.full(n, np.inf, dtype=np.float32)
-    owner = np.zeros(n, dtype=np.int32)  # position (in selection order) of each point's nearest centre
     selected = np.empty(n_select, dtype=np.int64)
     radius = np.empty(n_select, dtype=np.float32)
-    centre_d = np.empty(n_select, dtype=np.float32)  # squared distances of the new centre to earlier ones
     idx = first
     count = 0
     for it in range(n_select):
         selected[it] = idx
         centre = points[idx]
-        for j in range(it):
-            centre_d[j] = _sqdist(points[selected[j]], centre)
         best, best_i = np.float32(-1.0), 0
         for p in range(n):
             m = min_d[p]
-            if it == 0 or centre_d[owner[p]] < np.float32(4.0) * m:
-                d = _sqdist(points[p], centre)
-                if d < m:
-                    m = d
-                    min_d[p] = d
-                    owner[p] = it
+            d = _sqdist(points[p], centre)
+            if d < m:
+                m = d
+                min_d[p] = d
             if m > best:
                 best, best_i = m, p
         radius[it] = best

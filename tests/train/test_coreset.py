@@ -1,4 +1,4 @@
-"""Greedy k-center coreset: exactness of the pruned compiled loop, early stop, two-stage streaming."""
+"""Greedy k-center coreset: exactness of the compiled loop, early stop, two-stage streaming."""
 
 from __future__ import annotations
 
