@@ -34,6 +34,7 @@ from framework.portable.modelfiles import (
 from framework.scorer import Scorer, concat_batches
 from framework.train import augment, thresholds, validation
 from framework.train.feature_cache import FeatureCache
+from framework.train.fused import fuse_conv_activations
 
 BATCH_SIZE = 32
 FEATURE_CACHE_BYTES = 1 << 30  # training features kept between the fit and threshold passes
@@ -66,7 +67,8 @@ class AnomalyModel:
     metadata: dict[str, Any] = field(default_factory=dict)
     # while training under `vadblocks tune`: the shared cache and the key of this backbone's features in it
     feature_cache: tuple[FeatureCache, tuple] | None = None
-    # the extractor with its batch norms folded into the convolutions (built on first use; never saved)
+    # the extractor with its batch norms folded into the convolutions and each convolution fused with its
+    # activation (built on first use; never saved)
     _folded: FeatureExtractor | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -94,7 +96,7 @@ class AnomalyModel:
 
     def _run_backbone(self, batch: np.ndarray) -> list[torch.Tensor]:
         if self._folded is None:
-            self._folded = fold_batch_norms(deepcopy(self.extractor).eval())
+            self._folded = fuse_conv_activations(fold_batch_norms(deepcopy(self.extractor).eval()))
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2)
             return [f.contiguous() for f in self._folded(x)]

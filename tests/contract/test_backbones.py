@@ -126,11 +126,13 @@ def test_int8_float_modules_name_real_modules(registry):
 
 @pytest.mark.parametrize("backbone", ["mobilenetv2", "efficientnet-lite0", "resnet18", "wide-resnet50"])
 def test_folded_batch_norms_give_the_same_maps(backbone, registry, weight_files):
-    """Train-time feature extraction folds batch norms into the convolutions where a Sequential holds both: the
-    same maps (to float rounding); the module that is saved and exported keeps its norms."""
+    """Train-time feature extraction folds batch norms into the convolutions where a Sequential holds both, and
+    runs each such convolution with the ReLU/ReLU6 after it as one oneDNN call: the same maps (to float
+    rounding); the module that is saved and exported keeps its norms."""
     import copy
 
     from framework.backbone import fold_batch_norms
+    from framework.train import fused
     from framework.train.pipeline import FeatureExtractor
 
     b = registry.backbone(backbone).cls()
@@ -145,7 +147,15 @@ def test_folded_batch_norms_give_the_same_maps(backbone, registry, weight_files)
         assert not left
     img = np.asarray(skimage.data.astronaut(), np.float32)[None] / 255.0
     x = torch.from_numpy(resize_images(img, 96)).permute(0, 3, 1, 2)
-    with torch.no_grad():
-        for a, f in zip(ref(x), folded(x)):
-            assert a.std() > 0.01
-            torch.testing.assert_close(f, a, atol=1e-4 * float(a.abs().max()), rtol=1e-4)
+    fast = fused.fuse_conv_activations(copy.deepcopy(folded))
+    if backbone == "mobilenetv2":  # every convolution and ReLU6 sits in a Sequential
+        assert fused.available()  # the x86 and ARM wheels have oneDNN: the speed-up must not silently vanish
+        assert not [m for m in fast.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ReLU6))]
+        relu6 = sum(isinstance(m, torch.nn.ReLU6) for m in folded.modules())
+        assert sum(isinstance(m, fused.ConvPostOp) and m.attr == "hardtanh" for m in fast.modules()) == relu6 > 30
+    with torch.inference_mode():
+        for xs in (x, x.contiguous(), torch.cat([x, x.flip(3)])):  # NHWC strides (as extraction passes), NCHW, a batch
+            for a, f, g in zip(ref(xs), folded(xs), fast(xs)):
+                assert a.std() > 0.01
+                torch.testing.assert_close(f, a, atol=1e-4 * float(a.abs().max()), rtol=1e-4)
+                torch.testing.assert_close(g, a, atol=1e-4 * float(a.abs().max()), rtol=1e-4)
