@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from hard_data import bench_setup, dump_file, family_of, materials
+from hard_data import bench_setup, by_family, dump_file, materials
 
 KEYS = (
     "image_auroc",
@@ -116,9 +116,7 @@ def main() -> None:
                 test_kinds=np.array([n.split("/")[-2] for n in test.names]),
                 threshold=model.threshold,
             )
-    families: dict[str, list[str]] = {}
-    for m in rows:
-        families.setdefault(family_of(m), []).append(m)
+    families = by_family(rows)
     means = {f: _mean([rows[m] for m in ms]) for f, ms in families.items()}
     for f, mean in means.items():
         print(_row(f"**{f} mean**", mean))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 from PIL import Image
@@ -262,6 +262,14 @@ def add_data_args(ap: argparse.ArgumentParser) -> None:
 def family_of(name: str) -> str:
     """The family of a material as the scripts name it (``family/material``; the dev family's plainly)."""
     return name.split("/")[0] if "/" in name else "dev"
+
+
+def by_family(names: Iterable[str]) -> dict[str, list[str]]:
+    """Material names grouped by family (see :func:`family_of`), in the order they come."""
+    families: dict[str, list[str]] = {}
+    for name in names:
+        families.setdefault(family_of(name), []).append(name)
+    return families
 
 
 def dump_file(folder: str | Path, name: str) -> Path:

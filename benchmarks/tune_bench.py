@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from hard_data import add_data_args, family_of, material_dirs
+from hard_data import add_data_args, by_family, material_dirs
 from scipy.stats import spearmanr
 
 
@@ -50,7 +50,7 @@ def main() -> None:
     reg = get_registry()
     rows = {}
     print(HEADER)
-    print("|---" * len(HEADER.split("|")[2:-1]) + "|")
+    print("|---" * len(HEADER.split("|")[1:-1]) + "|")
     for m, ei_dir, folder in material_dirs(args):
         ds, test = load_dataset(ei_dir), load_dataset(folder).test
         default = train(ds, resolve(reg, {}), registry=reg, progress=False)
@@ -90,9 +90,7 @@ def main() -> None:
             "minutes": minutes,
         }
         print(_row(m, rows[m], _configuration(b["parameters"])), flush=True)
-    families: dict[str, list[str]] = {}
-    for m in rows:
-        families.setdefault(family_of(m), []).append(m)
+    families = by_family(rows)
     means = {f: _mean([rows[m] for m in ms]) for f, ms in families.items()}
     for f, mean in means.items():
         print(_row(f"**{f} mean**", mean))
