@@ -4,8 +4,9 @@
   Training scores are leave-one-image-out where the scorer supports it, but near-duplicate training
   images still make them optimistic, so unseen normal images often land above it.
 - ``fpr``: split conformal prediction: the ``ceil((n + 1)(1 - rate))``-th smallest of ``n`` held-out
-  normal scores (validation's groups of similar images held out in turn, or its random folds for
-  scorers that cannot forget images; the training scores when validation is off). A new normal image
+  normal scores (validation's groups of similar images and groups of near-duplicates, each held out in
+  turn, or its random folds for scorers that cannot forget images; the training scores when validation
+  is off). A new normal image
   exchangeable with the held-out ones exceeds it with probability at most ``rate``.
 - ``f1``: the threshold with the best F1 on validation's held-out normal images against their synthetic
   anomalies (needs validation), never below the ``fpr`` policy's threshold: on a texture where the
@@ -62,7 +63,7 @@ def suggest(policy: str, rate: float, train_scores: np.ndarray, validation: dict
     bound = conformal_quantile(held, rate)
     bound_how = (
         f"conformal {1 - rate:.3g} quantile of {len(held)} held-out normal scores "
-        + (f"({grouped['groups']} groups of similar images held out in turn; " if grouped else "(")
+        + (f"({grouped['groups']} groups of similar or near-duplicate images held out in turn; " if grouped else "(")
         + f"target FPR {rate:g})"
     )
     if policy == "fpr":

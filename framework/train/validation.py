@@ -5,9 +5,10 @@ each out in turn: a copy of the fitted scorer that has not learned from them
 (:meth:`framework.scorer.Scorer.holdout`) scores them and one synthetic anomaly made from each
 (:mod:`framework.train.synthetic`). Scorers that cannot forget images are refitted on the other
 images, for the first fold only (a refit costs a whole fit). Random folds hold out images whose
-near-duplicates stay in training; for the threshold's normal scores :func:`similar_groups` also holds
-out groups of similar images together, as new images from parts of the product no training image
-shows. :func:`summary` turns those scores into the ``validation`` section of anomaly_metadata.json at
+near-duplicates stay in training; for the threshold's normal scores :func:`similar_groups` and
+:func:`near_duplicate_groups` also hold out groups of similar images and groups of near-duplicates
+(overlapping crops, frames of one scene) together, as new images from parts of the product no
+training image shows. :func:`summary` turns those scores into the ``validation`` section of anomaly_metadata.json at
 the suggested threshold; :func:`labelled_summary` adds real figures when the data directory's test
 split is labelled. The final model is always the one trained on every normal image.
 """
@@ -15,9 +16,11 @@ split is labelled. The final model is always the one trained on every normal ima
 from __future__ import annotations
 
 import dataclasses
+import heapq
 from typing import Any, Callable, Iterable
 
 import numpy as np
+import torch
 
 from framework.data import Split
 from framework.metrics import auroc, evaluate
@@ -30,6 +33,9 @@ PIXEL_IMAGES = 1000  # the pixel AUROC estimate uses at most this many images (1
 SEED = 0
 FOLD_SPREAD = 0.05  # folds' image AUROCs further apart than this: the estimate is printed with their range
 GROUPS = 5  # groups of similar images held out in turn for the threshold's normal scores
+LINKED_IMAGES = 500  # near-duplicate groups up to this many training images (their distances grow as N^2)
+QUERY_STEP = 3  # image distances query every 3rd cell of each image's stride-8 grid
+DISTANCE_BLOCK = 16_000_000  # cell distances image_distances holds at once (64 MB of float32)
 
 
 def fold_splits(n: int, seed: int = SEED) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -64,13 +70,94 @@ def similar_groups(descriptors: np.ndarray, k: int = GROUPS, seed: int = SEED) -
     return [g for g in groups if 2 <= len(g) <= n - 2]
 
 
-def _descriptors(batches: Iterable[list]) -> np.ndarray:
-    """Per image: the mean and standard deviation over space of each channel of the stride-8 features."""
-    out = []
+def near_duplicate_groups(maps: torch.Tensor, k: int = GROUPS, seed: int = SEED) -> list[np.ndarray]:
+    """Indices of up to ``k`` groups of images to hold out in turn, near-duplicates always in the same group.
+
+    ``maps`` (N, C, H, W) are the images' stride-8 feature maps. Average-linkage clustering of
+    :func:`image_distances`, split top-down into clusters of at most a group's share (:func:`_split_tree`),
+    packed whole (largest first, seeded order among equal sizes) into the ``k`` groups of fewest images:
+    overlapping crops or frames of one scene fall in one cluster, so a held-out image has no near-duplicate
+    left in training, as a new image from an unseen part of the product. The distances grow as N^2:
+    :func:`validate` calls this up to ``LINKED_IMAGES`` training images. Groups that would leave fewer than
+    2 images on either side are left out.
+    """
+    from scipy.cluster.hierarchy import linkage
+    from scipy.spatial.distance import squareform
+
+    n = len(maps)
+    if n < 4:
+        return []
+    labels = _split_tree(linkage(squareform(image_distances(maps), checks=False), "average"), n, k)
+    rng = np.random.default_rng([seed, n])
+    ids, sizes = np.unique(labels, return_counts=True)
+    fill, group = np.zeros(k, int), np.zeros(n, int)
+    for i in np.lexsort((rng.random(len(ids)), -sizes)):  # largest cluster first, into the smallest group
+        j = int(fill.argmin())
+        group[labels == ids[i]] = j
+        fill[j] += sizes[i]
+    groups = [np.flatnonzero(group == j) for j in range(k)]
+    return [g for g in groups if 2 <= len(g) <= n - 2]
+
+
+def _split_tree(tree: np.ndarray, n: int, k: int) -> np.ndarray:
+    """Cluster labels of ``n`` images from an average-linkage ``tree``: the root split top-down, the largest
+    cluster first, until there are at least ``k`` clusters and none holds more than a group's share
+    (``n / k``). Data without near-duplicates chains into one large cluster that sheds outliers one by
+    one; splitting it down to a group's share keeps one group from holding most images out at once."""
+    children = {n + i: (int(a), int(b)) for i, (a, b) in enumerate(tree[:, :2])}
+    size = {n + i: int(c) for i, c in enumerate(tree[:, 3])}
+    heap = [(-n, n + len(tree) - 1)]  # (minus size, node): the largest cluster on top
+    while heap:
+        top, node = heap[0]
+        if -top <= 1 or (len(heap) >= k and -top <= n / k):
+            break
+        heapq.heappop(heap)
+        for child in children[node]:
+            heapq.heappush(heap, (-size.get(child, 1), child))
+    nodes = [node for _, node in heap]
+    labels = np.empty(n, int)
+    for label, node in enumerate(nodes):
+        stack = [node]
+        while stack:
+            v = stack.pop()
+            if v < n:
+                labels[v] = label
+            else:
+                stack += children[v]
+    return labels
+
+
+def image_distances(maps: torch.Tensor, step: int = QUERY_STEP) -> np.ndarray:
+    """(N, N) symmetric distances between images: for a grid of image i's cells (every ``step``-th one), the
+    distance to the closest cell of image j, averaged, and averaged with the same from j to i. Crops that
+    overlap share their cells, shifted, so they lie far closer than crops of the same texture elsewhere."""
+    n, c, h, w = maps.shape
+    cells = maps.permute(0, 2, 3, 1).float()
+    ref = cells.reshape(n * h * w, c)
+    ref_sq = (ref * ref).sum(1)
+    query = cells[:, step // 2 :: step, step // 2 :: step].reshape(n, -1, c)
+    per = query.shape[1]
+    out = np.empty((n, n), np.float32)
+    chunk = max(1, DISTANCE_BLOCK // (per * n * h * w))
+    for a in range(0, n, chunk):
+        q = query[a : a + chunk].reshape(-1, c)
+        closest = torch.addmm(-ref_sq, q, ref.T, alpha=2.0).reshape(-1, n, h * w).amax(2)  # max of 2qr - |r|^2
+        nearest = ((q * q).sum(1, keepdim=True) - closest).clamp_min(0).sqrt()
+        out[a : a + chunk] = nearest.reshape(-1, per, n).mean(1).numpy()
+    return (out + out.T) / 2
+
+
+def _group_inputs(batches: Iterable[list], n: int) -> tuple[np.ndarray, torch.Tensor | None]:
+    """What the groups of ``n`` images are formed by, in one pass over their feature maps: per image the mean
+    and standard deviation over space of each channel of the stride-8 level (:func:`similar_groups`), and
+    up to ``LINKED_IMAGES`` images the stride-8 maps themselves (:func:`near_duplicate_groups`)."""
+    descriptors, maps = [], []
     for features in batches:
         f = features[0]
-        out.append(np.concatenate([f.mean((2, 3)).numpy(), f.std((2, 3)).numpy()], 1))
-    return np.concatenate(out)
+        descriptors.append(np.concatenate([f.mean((2, 3)).numpy(), f.std((2, 3)).numpy()], 1))
+        if n <= LINKED_IMAGES:
+            maps.append(f)
+    return np.concatenate(descriptors), torch.cat(maps) if maps else None
 
 
 def validate(
@@ -94,8 +181,9 @@ def validate(
     what the held-out images taught the scorer (PatchCore: their bank entries dropped): a conservative
     view, as of images from parts of the product no training image shows. The threshold policies use
     it (:func:`framework.train.thresholds.suggest`); for refitted scorers both are the same scores.
-    ``grouped`` holds normal scores from ``scorer.holdout(group)`` for each of :func:`similar_groups`
-    (None for refitted scorers): the threshold policies' false positive bound is taken on them.
+    ``grouped`` holds normal scores from ``scorer.holdout(group)`` for each of :func:`similar_groups` and,
+    up to ``LINKED_IMAGES`` images, of :func:`near_duplicate_groups` (None for refitted scorers): the
+    threshold policies' false positive bound is taken on them, both kinds of groups pooled.
     ``training_scores`` holds every training image's leave-one-image-out score when the scorer gave them
     along the way (``HeldOutScores.leave_one_out``; else None): what ``scorer.training_scores_batches`` gives.
     """
@@ -129,8 +217,12 @@ def validate(
             strict_scores.append(r.strict)
         masks.append(m)
         kinds += list(k)
-    grouped = None
-    groups = [] if refitted else similar_groups(_descriptors(training_batches(np.arange(n), False)), seed=seed)
+    grouped, groups = None, []
+    if not refitted:
+        descriptors, maps = _group_inputs(training_batches(np.arange(n), False), n)
+        groups = similar_groups(descriptors, seed=seed) + (
+            [] if maps is None else near_duplicate_groups(maps, seed=seed)
+        )
     if groups:
         held_out = [scorer.holdout(g).predict(concat_batches(training_batches(g, False)))[1] for g in groups]
         grouped = {"normal_scores": np.concatenate(held_out), "groups": len(groups)}

@@ -104,7 +104,7 @@ def test_each_policy_gives_its_threshold(dataset):
     grouped = {"normal_scores": np.linspace(1, 5, 19), "groups": 3}
     bound = np.linspace(1, 5, 19)[17]
     t, how = thresholds.suggest("fpr", 0.1, train_scores, {**held, "grouped": grouped})
-    assert t == pytest.approx(bound) and "3 groups of similar images" in how
+    assert t == pytest.approx(bound) and "3 groups of similar or near-duplicate images" in how
 
 
 def test_f1_policy_never_flags_more_than_its_false_positive_bound():
@@ -121,6 +121,19 @@ def test_f1_policy_never_flags_more_than_its_false_positive_bound():
     assert (normal > t).mean() <= 0.1
 
 
+def _overlapping_crops(clusters: int, per: int, seed: int = 0) -> "torch.Tensor":
+    """Stride-8 maps of ``clusters`` scenes, ``per`` shifted, slightly noisy crops of each (near-duplicates)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    scenes = torch.randn(clusters, 8, 16, 16, generator=g)
+    crops = [
+        scenes[i // per, :, (i % 5) : (i % 5) + 12, (i % 3) : (i % 3) + 12] + 0.1 * torch.randn(8, 12, 12, generator=g)
+        for i in range(clusters * per)
+    ]
+    return torch.stack(crops)
+
+
 def test_similar_groups_hold_out_look_alikes_together():
     rng = np.random.default_rng(0)
     centres = rng.normal(0, 10, (4, 6))
@@ -130,6 +143,39 @@ def test_similar_groups_hold_out_look_alikes_together():
     assert all(len(set(g // 15)) == 1 for g in groups)  # each group is one cluster
     assert [list(g) for g in groups] == [list(g) for g in validation.similar_groups(x, k=4)]  # seeded
     assert validation.similar_groups(x[:3], k=4) == []  # no group can leave 2 images on either side
+
+
+def test_near_duplicate_groups_hold_out_each_scene_whole():
+    import torch
+
+    maps = _overlapping_crops(8, 10)
+    groups = validation.near_duplicate_groups(maps, k=4)
+    assert sorted(len(g) for g in groups) == [20] * 4  # two whole scenes per group
+    assert sorted(i for g in groups for i in g) == list(range(80))
+    assert all(len(set((g // 10).tolist())) == 2 for g in groups)  # no scene split between groups
+    d = validation.image_distances(maps)
+    scene = np.arange(80) // 10
+    same = scene[:, None] == scene[None]
+    assert d[same & ~np.eye(80, dtype=bool)].max() < d[~same].min()  # crops of one scene lie closest
+    assert np.allclose(d, d.T) and np.allclose(validation.image_distances(maps, step=1).diagonal(), 0, atol=1e-2)
+    assert [list(g) for g in groups] == [list(g) for g in validation.near_duplicate_groups(maps, k=4)]  # seeded
+    assert validation.near_duplicate_groups(maps[:3], k=4) == []  # no group can leave 2 images on either side
+    # no near-duplicates: average linkage chains into one cluster; split down, no group holds more than its share
+    independent = torch.randn(100, 8, 12, 12, generator=torch.Generator().manual_seed(1))
+    assert max(len(g) for g in validation.near_duplicate_groups(independent, k=5)) <= 20 + 1
+
+
+def test_group_inputs_keep_maps_only_up_to_the_linked_images(monkeypatch):
+    maps = _overlapping_crops(8, 10)
+    descriptors, kept = validation._group_inputs([[maps[:40]], [maps[40:]]], len(maps))
+    assert descriptors.shape == (80, 16) and kept is not None and torch_equal(kept, maps)
+    monkeypatch.setattr(validation, "LINKED_IMAGES", 50)
+    descriptors_again, none = validation._group_inputs([[maps[:40]], [maps[40:]]], len(maps))
+    assert none is None and np.array_equal(descriptors, descriptors_again)  # memory bounded by the count
+
+
+def torch_equal(a, b) -> bool:
+    return bool((a == b).all())
 
 
 def test_estimate_prints_the_folds_range_where_they_disagree():
@@ -346,7 +392,9 @@ def test_validation_figures_are_what_the_held_out_images_give(registry, dataset)
     assert not np.allclose(strict, scores)  # nothing stands in for the held-out memory: higher normal scores
     # the threshold: the best F1 on the strict scores, never below the conformal quantile of the normal
     # scores of groups of similar images, each scored by the bank without its entries
-    groups = validation.similar_groups(validation._descriptors([model.features(images)]))
+    descriptors, maps = validation._group_inputs([model.features(images)], len(images))
+    groups = validation.similar_groups(descriptors) + validation.near_duplicate_groups(maps)
+    assert len(groups) == 10 and model.metadata["thresholdPolicy"]["how"].count("10 groups of similar") == 1
     grouped = np.concatenate([model.scorer.holdout(g).predict(model.features(images[g]))[1] for g in groups])
     _, best = best_f1(labels, strict)
     threshold = max(best, thresholds.conformal_quantile(grouped, 0.1))
