@@ -48,9 +48,10 @@ def main() -> None:
             "--dump",
             default=None,
             help="folder: per material an .npz of the scores the threshold policies saw (validation's held-out "
-            "normal and synthetic anomaly scores, the grouped held-out normal scores, the training scores) and "
-            "the estimate's held-out scores with each synthetic defect's kind, the test scores, labels and defect "
-            "kinds (the test folder names) and grids, to compare policies and estimates without training again",
+            "normal and synthetic anomaly scores, the grouped held-out normal scores with their memory dropped "
+            "and refilled, the training scores) and the estimate's held-out scores with each synthetic defect's "
+            "kind, the test scores, labels and defect kinds (the test folder names) and grids, to compare "
+            "policies and estimates without training again",
         ),
     )
     from framework.metrics import best_f1, evaluate
@@ -107,6 +108,7 @@ def main() -> None:
                 strict_normal=v_raw["strict"]["normal_scores"],
                 strict_anomaly=v_raw["strict"]["anomaly_scores"],
                 grouped_normal=(v_raw.get("grouped") or {}).get("normal_scores", np.zeros(0)),
+                grouped_substituted=(v_raw.get("grouped") or {}).get("substituted_scores", np.zeros(0)),
                 normal=v_raw["normal_scores"],
                 anomaly=v_raw["anomaly_scores"],
                 anomaly_kinds=np.array(v_raw["kinds"]),

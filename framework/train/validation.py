@@ -181,9 +181,11 @@ def validate(
     what the held-out images taught the scorer (PatchCore: their bank entries dropped): a conservative
     view, as of images from parts of the product no training image shows. The threshold policies use
     it (:func:`framework.train.thresholds.suggest`); for refitted scorers both are the same scores.
-    ``grouped`` holds normal scores from ``scorer.holdout(group)`` for each of :func:`similar_groups` and,
-    up to ``LINKED_IMAGES`` images, of :func:`near_duplicate_groups` (None for refitted scorers): the
-    threshold policies' false positive bound is taken on them, both kinds of groups pooled.
+    ``grouped`` holds normal scores of each of :func:`similar_groups` and, up to ``LINKED_IMAGES`` images,
+    of :func:`near_duplicate_groups` (None for refitted scorers), both kinds of groups pooled: from
+    ``scorer.holdout(group)`` (``normal_scores``) and from ``scorer.holdout(group, kept)``
+    (``substituted_scores``), through ``scorer.holdout_predict``. The threshold policies' false positive
+    bound is taken on them.
     ``training_scores`` holds every training image's leave-one-image-out score when the scorer gave them
     along the way (``HeldOutScores.leave_one_out``; else None): what ``scorer.training_scores_batches`` gives.
     """
@@ -224,8 +226,18 @@ def validate(
             [] if maps is None else near_duplicate_groups(maps, seed=seed)
         )
     if groups:
-        held_out = [scorer.holdout(g).predict(concat_batches(training_batches(g, False)))[1] for g in groups]
-        grouped = {"normal_scores": np.concatenate(held_out), "groups": len(groups)}
+        everyone = np.arange(n)
+        held_out = [
+            scorer.holdout_predict(
+                g, training_batches(np.setdiff1d(everyone, g), True), [concat_batches(training_batches(g, False))]
+            )[0]
+            for g in groups
+        ]
+        grouped = {
+            "normal_scores": np.concatenate([r.strict for r in held_out]),
+            "substituted_scores": np.concatenate([r.scores for r in held_out]),
+            "groups": len(groups),
+        }
     return {
         "normal_scores": np.concatenate(normal_scores),
         "anomaly_scores": np.concatenate(anomaly_scores),

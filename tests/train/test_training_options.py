@@ -105,6 +105,16 @@ def test_each_policy_gives_its_threshold(dataset):
     bound = np.linspace(1, 5, 19)[17]
     t, how = thresholds.suggest("fpr", 0.1, train_scores, {**held, "grouped": grouped})
     assert t == pytest.approx(bound) and "3 groups of similar or near-duplicate images" in how
+    # the same groups with their memory refilled cap the bound at their 1 - rate / 10 quantile, where lower
+    refilled = np.linspace(0, 2, 200)
+    t, how = thresholds.suggest(
+        "fpr", 0.1, train_scores, {**held, "grouped": {**grouped, "substituted_scores": refilled}}
+    )
+    assert t == pytest.approx(refilled[198]) and t < bound  # ceil(201 * 0.99) = 199th of 200
+    assert "0.99 quantile of the same 200 held-out normal images scored with their memory refilled" in how
+    assert "below the conformal 0.9 quantile of 19 held-out normal scores with it dropped (3 groups" in how
+    high = {**grouped, "substituted_scores": refilled + 10}
+    assert thresholds.suggest("fpr", 0.1, train_scores, {**held, "grouped": high})[0] == pytest.approx(bound)
 
 
 def test_f1_policy_never_flags_more_than_its_false_positive_bound():
@@ -391,13 +401,20 @@ def test_validation_figures_are_what_the_held_out_images_give(registry, dataset)
     strict = np.r_[np.concatenate(strict_normal), np.concatenate(strict_anomalous)]
     assert not np.allclose(strict, scores)  # nothing stands in for the held-out memory: higher normal scores
     # the threshold: the best F1 on the strict scores, never below the conformal quantile of the normal
-    # scores of groups of similar images, each scored by the bank without its entries
+    # scores of groups of similar images, each scored by the bank without its entries, capped by a higher
+    # quantile of the same groups scored with those entries refilled
     descriptors, maps = validation._group_inputs([model.features(images)], len(images))
     groups = validation.similar_groups(descriptors) + validation.near_duplicate_groups(maps)
     assert len(groups) == 10 and model.metadata["thresholdPolicy"]["how"].count("10 groups of similar") == 1
     grouped = np.concatenate([model.scorer.holdout(g).predict(model.features(images[g]))[1] for g in groups])
+    refilled = []  # the same groups, their entries replaced by the nearest patches of the other images
+    for g in groups:
+        kept = np.setdiff1d(np.arange(len(images)), g)
+        kept_batches = [model.features(x) for x in [images[kept]] + [fn(images[kept]) for fn in flips]]
+        refilled.append(model.scorer.holdout(g, kept_batches).predict(model.features(images[g]))[1])
+    cap = thresholds.conformal_quantile(np.concatenate(refilled), 0.1 * thresholds.TAIL_FRACTION)
     _, best = best_f1(labels, strict)
-    threshold = max(best, thresholds.conformal_quantile(grouped, 0.1))
+    threshold = max(best, min(thresholds.conformal_quantile(grouped, 0.1), cap))
     assert model.threshold == pytest.approx(threshold, rel=1e-5)
     assert v["fpr"] == pytest.approx(float((strict[:n] > threshold).mean()))
     assert v["f1"] == pytest.approx(metrics_f1(labels, strict > threshold))
