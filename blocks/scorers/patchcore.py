@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover - torch is imported on use (patchcore_modu
 CHUNK_PATCHES = 8192  # stage-1 coreset chunk: up to 2x this many training patches get the exact coreset
 HOLDOUT_PATCHES = 200_000  # patches searched for the substitutes of held-out bank entries
 HOLDOUT_BYTES = 128 << 20  # the candidates for them kept after a fit (a seeded subset beyond this)
+SUBSTITUTE_CHOICES = 16  # nearest candidates kept per bank entry, shared by every holdout (the first not held out)
 MAX_BANK_BYTES = 1 << 30  # the bank is baked into model.onnx / model.tflite (a flatbuffer stays under 2 GB)
 
 
@@ -107,6 +108,7 @@ class PatchCore(Scorer):
         # (patches, owners) standing for every training patch (the coreset's stage-1 selections), kept from
         # fit_batches for holdout(); not part of the saved state
         self._candidates: "tuple[torch.Tensor, torch.Tensor] | None" = None
+        self._choices: "torch.Tensor | None" = None  # per bank entry its nearest candidates (_substitute_choices)
         self.coreset_stats: dict[str, Any] = {}
 
     def feature_levels(self) -> int:
@@ -158,6 +160,7 @@ class PatchCore(Scorer):
                 pick = np.sort(np.random.default_rng(self.seed).choice(len(points), keep, replace=False))
                 points, who = points[pick], who[pick]
             self._candidates = (torch.from_numpy(np.ascontiguousarray(points)), torch.from_numpy(who))
+            self._choices = None
         bank = torch.from_numpy(np.ascontiguousarray(bank))
         self._bank_images = torch.from_numpy(owners)
         self._set_bank(bank, bank_neighbours(bank, self.params["num_nearest_neighbors"]))
@@ -246,14 +249,33 @@ class PatchCore(Scorer):
         drop = torch.isin(self._bank_images, held_t)
         if kept is None:
             return drop, self.bank[:0]
+        entries, found = self.bank[drop], self.bank[:0]
         if self._candidates is not None:
             points, owners = self._candidates
+            # each dropped entry's nearest candidates, found once for all holdouts: the first not held out is
+            # its substitute; the entries whose every choice is held out are searched below
+            choices = self._substitute_choices()[drop]
+            free = ~torch.isin(owners[choices], held_t)
+            first = free.int().argmax(1)
+            chosen = free.any(1)
+            found = points[choices[chosen, first[chosen]]]
+            entries = entries[~chosen]
             # in blocks of a chunk: each block of candidates stays in cache while every held-out entry meets it
             flat: Iterable[torch.Tensor] = points[~torch.isin(owners, held_t)].split(CHUNK_PATCHES)
         else:
             flat = (p.reshape(-1, p.shape[-1]) for p in (patches_of(f, *self._embedding()) for f in kept))
-        subs, dist = nearest_patches(self.bank[drop], flat, HOLDOUT_PATCHES)
-        return drop, torch.unique(subs[torch.isfinite(dist)], dim=0)
+        subs, dist = nearest_patches(entries, flat, HOLDOUT_PATCHES) if len(entries) else (entries, entries[:, 0])
+        return drop, torch.unique(torch.cat([found, subs[torch.isfinite(dist)]]), dim=0)
+
+    def _substitute_choices(self) -> "torch.Tensor":
+        """Indices (M, SUBSTITUTE_CHOICES) of each bank entry's nearest candidates, nearest first (computed once
+        per fit: every holdout shares them)."""
+        from blocks.scorers.patchcore_module import nearest_rows
+
+        if self._choices is None:
+            assert self._candidates is not None and self.bank is not None
+            self._choices = nearest_rows(self.bank, self._candidates[0], SUBSTITUTE_CHOICES)
+        return self._choices
 
     def _without_own(
         self, features: Features, images: np.ndarray, owners: "torch.Tensor | None"

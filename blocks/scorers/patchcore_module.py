@@ -251,6 +251,20 @@ def nearest_patches(
     return out, best
 
 
+def nearest_rows(entries: torch.Tensor, points: torch.Tensor, k: int) -> torch.Tensor:
+    """For each row of ``entries`` (M, C): the indices of its ``k`` nearest rows of ``points`` (P, C), nearest first."""
+    k = min(k, points.shape[0])
+    psq = (points * points).sum(1)
+    points_t = points.t().contiguous()
+    rows = max(1, BLOCK_ELEMENTS // max(1, points.shape[0]))
+    out = []
+    with torch.inference_mode():
+        for i in range(0, entries.shape[0], rows):
+            d = torch.addmm(psq, entries[i : i + rows], points_t, alpha=-2.0)  # |p|^2 - 2 e.p: same order as |e - p|^2
+            out.append(torch.topk(d, k, dim=1, largest=False).indices)
+    return torch.cat(out) if out else torch.zeros((0, k), dtype=torch.long)
+
+
 def bank_neighbours(bank: torch.Tensor, k: int) -> torch.Tensor:
     """For each bank entry the indices of its ``k`` nearest bank entries, itself first."""
     m = bank.shape[0]

@@ -86,7 +86,7 @@ def test_state_round_trip_without_pickle(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
-def test_holdout_keeps_covered_what_the_kept_images_share(monkeypatch):
+def test_holdout_keeps_covered_what_the_kept_images_share():
     """A coreset entry stands for every patch near it: holding out its owner must not uncover the patch the
     other images share (here one cell identical in all images), but must uncover what only the held-out
     image has (one unique cell)."""
@@ -108,8 +108,10 @@ def test_holdout_keeps_covered_what_the_kept_images_share(monkeypatch):
     assert dropped.predict([train[0][held]])[0][0][0, 0] > 10
     unique = pc.holdout(np.array([3]), [[train[0][np.setdiff1d(np.arange(10), [3])]]])
     assert unique.predict([train[0][[3]]])[0][0][6, 6] > 10  # what only the held-out image had is gone
-    monkeypatch.setattr(patchcore, "HOLDOUT_PATCHES", 0)  # nothing searched: no substitute, the entries dropped
-    assert pc.holdout(held, kept_batches).bank.shape[0] == pc.bank.shape[0] - int((pc._bank_images == owner).sum())
+    restored = PatchCore(**pc.params).set_state(*pc.get_state())  # from a file: no candidates kept from the fit
+    assert restored.holdout(held, kept_batches).predict([train[0][held]])[0][0][0, 0] == pytest.approx(0.0, abs=1e-3)
+    # nothing streamed: no substitute, the entries dropped
+    assert restored.holdout(held, []).bank.shape[0] == pc.bank.shape[0] - int((pc._bank_images == owner).sum())
 
 
 @pytest.mark.parametrize("k", [1, 3])
@@ -154,6 +156,17 @@ def test_holdout_substitutes_come_from_the_stage1_selections(monkeypatch):
     subs = forgot.bank[forgot._bank_images == -1]
     allowed = points[~torch.isin(owners, torch.as_tensor(held))]
     assert len(subs) and (subs[:, None, :] == allowed[None]).all(-1).any(1).all()
+    # each substitute is the held-out entry's nearest allowed candidate: the choices every holdout shares give
+    # what a search of the allowed candidates gives, also where too few choices are kept and the search runs
+    entries = pc.bank[torch.isin(pc._bank_images, torch.as_tensor(held))]
+    nearest = allowed[torch.cdist(entries, allowed).argmin(1)]
+    assert torch.equal(torch.unique(nearest, dim=0), torch.unique(subs, dim=0))
+    for choices in (1, 2):
+        monkeypatch.setattr(patchcore, "SUBSTITUTE_CHOICES", choices)
+        pc._choices = None
+        assert int((~(~torch.isin(owners[pc._substitute_choices()], torch.as_tensor(held))).any(1)).sum())
+        again = pc.holdout(held, [[train[0][kept_ids]]])
+        assert torch.equal(torch.unique(again.bank[again._bank_images == -1], dim=0), torch.unique(subs, dim=0))
     arrays, config = pc.get_state()
     restored = patchcore.PatchCore(num_layers=1, pool_size=1, sampling_ratio=0.1).set_state(arrays, config)
     assert restored._candidates is None  # not part of the saved state
